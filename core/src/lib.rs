@@ -1,0 +1,65 @@
+//! The sans-IO core of ringwire: a message transport that routes small payloads through a
+//! ring buffer and large ones through chunked streams, and never loses a message between the
+//! two.
+//!
+//! Nothing here touches a socket, a clock, a thread or a runtime. A [`Sender`] turns messages
+//! into bytes to write; a [`Receiver`] turns bytes read back into messages. The runtime
+//! adapters move the bytes.
+//!
+//! ```text
+//!  send(Outgoing)                                                 decode(&mut BytesMut)
+//!       |                                                                  ^
+//!       v          payload <= lane threshold                               |
+//!  +---------+ ------------------------------> [ ring: frames copied ]     |
+//!  | Sender  |                                        \                  +----------+
+//!  | routing |                                         >-- transmit --> | Receiver |
+//!  +---------+ ---- larger, ring full, or key ------> /    (vectored,    | limits,  |
+//!       |           behind a stream            [ stream queue:       ]  |  reassembly
+//!       v                                      [ chunks of the       ]  +----------+
+//!  SendError::Full hands the message back       [ caller's Bytes      ]       |
+//!  when the stream queue is full too                                       Incoming
+//! ```
+//!
+//! # One source of truth
+//!
+//! Each lane (tell, ask) has one [`BufferConfig`]. Its
+//! [`streaming_threshold`](BufferConfig::streaming_threshold) is derived from the ring size and
+//! is the only threshold there is: a payload at most that size fits in the ring by
+//! construction, a larger one streams, and a full ring falls back to streaming.
+//!
+//! # Guarantees
+//!
+//! - Every accepted message is written exactly once; a refused one is handed back in a
+//!   [`SendError`].
+//! - Messages with the same key arrive in the order they were sent, whatever route each took.
+//! - Chunks of different streams and runs of ring frames take turns, so a large stream delays
+//!   a small message by at most about one chunk.
+//! - The receiver checks every length against its [`ReceiveLimits`] before reserving memory
+//!   and reports malformed input as a [`ProtocolError`], never with a panic or a partial
+//!   message.
+//!
+//! # Logging
+//!
+//! `tracing` events: `debug` for each routing decision (size, lane, threshold, route), `warn`
+//! when the peer breaks the protocol. Payload bytes are never logged.
+
+mod config;
+mod error;
+mod frame;
+mod message;
+mod metrics;
+mod receiver;
+mod sender;
+
+pub use config::{
+    BufferConfig, ConfigError, ConnectionConfig, ConnectionConfigBuilder, HEADER_HEADROOM,
+    ReceiveLimits,
+};
+pub use error::{ProtocolError, SendError};
+pub use frame::{
+    BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, FrameKind, MESSAGE_HEADER_LEN,
+};
+pub use message::{Envelope, Incoming, Lane, MessageKind, Outgoing, Route};
+pub use metrics::{ReceiveMetrics, SendMetrics};
+pub use receiver::Receiver;
+pub use sender::Sender;

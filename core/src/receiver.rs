@@ -1,0 +1,339 @@
+//! The receiving half: decodes frames from bytes split anywhere and reassembles streams
+//! within the configured limits.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tracing::warn;
+
+use crate::config::{ConnectionConfig, ReceiveLimits};
+use crate::error::ProtocolError;
+use crate::frame::{self, FRAME_HEADER_LEN, FrameHeader, FrameKind};
+use crate::message::{Envelope, Incoming, Route};
+use crate::metrics::ReceiveMetrics;
+
+/// The sans-IO receiving half of a connection.
+///
+/// Append input to a [`BytesMut`] and call [`decode`](Self::decode) until it returns
+/// `Ok(None)`. Input may be split anywhere, down to one byte at a time.
+///
+/// Every length is checked against [`ReceiveLimits`] before any memory is set aside for it,
+/// and a stream's buffer grows with the data that actually arrives, never with the length the
+/// peer claims. A message is handed out only when it is complete.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use ringwire_core::{ConnectionConfig, ProtocolError, Receiver};
+///
+/// let mut receiver = Receiver::new(&ConnectionConfig::default());
+/// // A frame of kind 0x7f does not exist.
+/// let mut input = BytesMut::from(&[0x7f, 0, 0, 0, 0, 0, 0, 0][..]);
+/// assert_eq!(
+///     receiver.decode(&mut input),
+///     Err(ProtocolError::UnknownFrameKind { code: 0x7f })
+/// );
+/// ```
+#[derive(Debug)]
+pub struct Receiver {
+    limits: ReceiveLimits,
+    state: DecodeState,
+    streams: HashMap<u64, InStream>,
+    last_stream_id: Option<u64>,
+    /// Set by the first protocol error; every later call returns it again.
+    failed: Option<ProtocolError>,
+    metrics: ReceiveMetrics,
+}
+
+/// Where the decoder stands between calls.
+#[derive(Clone, Copy, Debug)]
+enum DecodeState {
+    /// Waiting for a frame header and the frame's fixed fields.
+    Head,
+    /// Inside a chunk's data: this many bytes of stream `id` are still to come.
+    ChunkData { id: u64, remaining: usize },
+}
+
+#[derive(Debug)]
+struct InStream {
+    envelope: Envelope,
+    total_len: u64,
+    /// Grown as data arrives; never beyond `total_len`.
+    data: Vec<u8>,
+}
+
+impl Receiver {
+    /// A receiver enforcing the receive limits of `config`.
+    pub fn new(config: &ConnectionConfig) -> Self {
+        Self::with_limits(config.receive_limits())
+    }
+
+    /// A receiver enforcing `limits`.
+    pub fn with_limits(limits: ReceiveLimits) -> Self {
+        Self {
+            limits,
+            state: DecodeState::Head,
+            streams: HashMap::new(),
+            last_stream_id: None,
+            failed: None,
+            metrics: ReceiveMetrics::default(),
+        }
+    }
+
+    /// The limits this receiver enforces.
+    pub fn limits(&self) -> &ReceiveLimits {
+        &self.limits
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> ReceiveMetrics {
+        self.metrics
+    }
+
+    /// Streams begun and not yet complete.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Decodes input from the front of `src`.
+    ///
+    /// Returns `Ok(Some(message))` for each complete message and `Ok(None)` once `src` holds
+    /// no complete frame: append more input and call again. Bytes are taken from `src` as
+    /// they are used; a partial frame header is left in place.
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] when the peer breaks the protocol. The receiver is then failed:
+    /// every later call returns the same error, and the connection should be closed.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let result = self.decode_inner(src);
+        if let Err(error) = &result {
+            warn!(%error, "peer broke the protocol");
+            self.metrics.protocol_errors += 1;
+            self.failed = Some(error.clone());
+            self.abandon_streams();
+        }
+        result
+    }
+
+    /// Frees every partial stream, for example when the connection is gone. The reassembly
+    /// gauge returns to zero.
+    pub fn abandon_streams(&mut self) {
+        self.streams.clear();
+        self.metrics.reassembly_bytes_in_use = 0;
+        self.state = DecodeState::Head;
+    }
+
+    fn decode_inner(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        loop {
+            match self.state {
+                DecodeState::Head => {
+                    if src.len() < FRAME_HEADER_LEN {
+                        return Ok(None);
+                    }
+                    let header = FrameHeader::decode(&src[..FRAME_HEADER_LEN])?;
+                    // Checked on the header alone, before waiting for the body.
+                    self.check_header(&header)?;
+                    let head_len = FRAME_HEADER_LEN + header.kind.fields_len();
+                    match header.kind {
+                        FrameKind::Message => {
+                            if src.len() < FRAME_HEADER_LEN + header.body_len as usize {
+                                return Ok(None);
+                            }
+                            let fields = &src[FRAME_HEADER_LEN..head_len];
+                            let envelope = frame::decode_message_fields(&header, fields)?;
+                            src.advance(head_len);
+                            let payload = src.split_to(header.payload_len()).freeze();
+                            return Ok(Some(self.deliver(envelope, payload, Route::Ring)));
+                        }
+                        FrameKind::StreamBegin => {
+                            if src.len() < head_len {
+                                return Ok(None);
+                            }
+                            let fields = &src[FRAME_HEADER_LEN..head_len];
+                            let begin = frame::decode_begin_fields(&header, fields)?;
+                            src.advance(head_len);
+                            if let Some(message) = self.begin_stream(begin)? {
+                                return Ok(Some(message));
+                            }
+                        }
+                        FrameKind::StreamChunk => {
+                            if src.len() < head_len {
+                                return Ok(None);
+                            }
+                            let fields = frame::decode_chunk_fields(&src[FRAME_HEADER_LEN..]);
+                            let data_len = header.payload_len();
+                            self.check_chunk(fields, data_len)?;
+                            src.advance(head_len);
+                            self.state = DecodeState::ChunkData {
+                                id: fields.stream_id,
+                                remaining: data_len,
+                            };
+                        }
+                    }
+                }
+                DecodeState::ChunkData { id, remaining } => {
+                    if src.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = remaining.min(src.len());
+                    let stream = self
+                        .streams
+                        .get_mut(&id)
+                        .expect("a chunk's stream stays open until its data is in");
+                    append_bounded(&mut stream.data, &src[..take], stream.total_len);
+                    src.advance(take);
+                    if take < remaining {
+                        self.state = DecodeState::ChunkData {
+                            id,
+                            remaining: remaining - take,
+                        };
+                        continue;
+                    }
+                    self.state = DecodeState::Head;
+                    if stream.data.len() as u64 == stream.total_len {
+                        let stream = self.streams.remove(&id).expect("present above");
+                        self.metrics.reassembly_bytes_in_use -= stream.total_len;
+                        let payload = Bytes::from(stream.data);
+                        return Ok(Some(self.deliver(stream.envelope, payload, Route::Stream)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let payload_len = header.payload_len() as u64;
+        match header.kind {
+            FrameKind::Message if payload_len > self.limits.max_frame_payload => {
+                Err(ProtocolError::FrameTooLarge {
+                    len: payload_len,
+                    limit: self.limits.max_frame_payload,
+                })
+            }
+            FrameKind::StreamBegin if payload_len != 0 => Err(ProtocolError::BeginWithPayload {
+                extra: payload_len as u32,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens a stream after checking it against every limit. A stream of length zero is
+    /// complete at once and returned.
+    fn begin_stream(
+        &mut self,
+        begin: frame::StreamBegin,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        if let Some(previous) = self.last_stream_id {
+            if begin.stream_id <= previous {
+                return Err(ProtocolError::StreamIdReused {
+                    id: begin.stream_id,
+                    previous,
+                });
+            }
+        }
+        if begin.total_len > self.limits.max_message_size {
+            return Err(ProtocolError::MessageTooLarge {
+                size: begin.total_len,
+                limit: self.limits.max_message_size,
+            });
+        }
+        if self.streams.len() >= self.limits.max_inbound_streams as usize {
+            return Err(ProtocolError::TooManyStreams {
+                limit: self.limits.max_inbound_streams,
+            });
+        }
+        let in_use = self.metrics.reassembly_bytes_in_use;
+        if in_use + begin.total_len > self.limits.reassembly_budget {
+            return Err(ProtocolError::ReassemblyBudgetExceeded {
+                requested: begin.total_len,
+                in_use,
+                budget: self.limits.reassembly_budget,
+            });
+        }
+        self.last_stream_id = Some(begin.stream_id);
+
+        if begin.total_len == 0 {
+            return Ok(Some(self.deliver(
+                begin.envelope,
+                Bytes::new(),
+                Route::Stream,
+            )));
+        }
+        self.metrics.reassembly_bytes_in_use += begin.total_len;
+        self.streams.insert(
+            begin.stream_id,
+            InStream {
+                envelope: begin.envelope,
+                total_len: begin.total_len,
+                data: Vec::new(),
+            },
+        );
+        Ok(None)
+    }
+
+    fn check_chunk(
+        &self,
+        fields: frame::ChunkFields,
+        data_len: usize,
+    ) -> Result<(), ProtocolError> {
+        let id = fields.stream_id;
+        let stream = self
+            .streams
+            .get(&id)
+            .ok_or(ProtocolError::UnknownStream { id })?;
+        if data_len == 0 {
+            return Err(ProtocolError::EmptyChunk { id });
+        }
+        let expected = stream.data.len() as u64;
+        if fields.offset != expected {
+            return Err(ProtocolError::ChunkOutOfOrder {
+                id,
+                offset: fields.offset,
+                expected,
+            });
+        }
+        let end = expected + data_len as u64;
+        if end > stream.total_len {
+            return Err(ProtocolError::ChunkOverrun {
+                id,
+                end,
+                total: stream.total_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, envelope: Envelope, payload: Bytes, route: Route) -> Incoming {
+        let size = payload.len() as u64;
+        match route {
+            Route::Ring => {
+                self.metrics.ring_messages += 1;
+                self.metrics.ring_bytes += size;
+            }
+            Route::Stream => {
+                self.metrics.stream_messages += 1;
+                self.metrics.streaming_bytes += size;
+            }
+        }
+        self.metrics.largest_message = self.metrics.largest_message.max(size);
+        Incoming {
+            envelope,
+            payload,
+            route,
+        }
+    }
+}
+
+/// Appends `data`, growing the buffer by doubling but never past `total`, so memory follows
+/// the bytes received rather than the length claimed.
+fn append_bounded(buf: &mut Vec<u8>, data: &[u8], total: u64) {
+    let needed = buf.len() + data.len();
+    if needed > buf.capacity() {
+        let target = (buf.capacity() * 2).max(needed).min(total as usize);
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend_from_slice(data);
+}
