@@ -5,3 +5,8 @@
 //! data flows. Runtime adapters for tokio, async-std and smol will be added behind features.
 
 pub use ringwire_core::*;
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -242,7 +242,7 @@ impl ConnectionConfig {
             .max(self.ask_buffer_config.streaming_threshold());
         ReceiveLimits {
             max_message_size: self.max_message_size,
-            max_frame_payload: largest_ring as u64,
+            max_frame_payload: (largest_ring as u64).min(self.max_message_size),
             max_inbound_streams: self.max_inbound_streams,
             reassembly_budget: self.reassembly_budget,
         }

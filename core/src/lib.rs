@@ -32,8 +32,8 @@
 //! - Every accepted message is written exactly once; a refused one is handed back in a
 //!   [`SendError`].
 //! - Messages with the same key arrive in the order they were sent, whatever route each took.
-//! - Chunks of different streams and runs of ring frames take turns, so a large stream delays
-//!   a small message by at most about one chunk.
+//! - Chunks of different streams and runs of ring frames take turns, and output is planned only
+//!   about one chunk ahead, so a large stream delays a small message by less than two chunks.
 //! - The receiver checks every length against its [`ReceiveLimits`] before reserving memory
 //!   and reports malformed input as a [`ProtocolError`], never with a panic or a partial
 //!   message.

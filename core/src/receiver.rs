@@ -207,6 +207,12 @@ impl Receiver {
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         let payload_len = header.payload_len() as u64;
         match header.kind {
+            FrameKind::Message if payload_len > self.limits.max_message_size => {
+                Err(ProtocolError::MessageTooLarge {
+                    size: payload_len,
+                    limit: self.limits.max_message_size,
+                })
+            }
             FrameKind::Message if payload_len > self.limits.max_frame_payload => {
                 Err(ProtocolError::FrameTooLarge {
                     len: payload_len,

@@ -59,6 +59,8 @@ pub struct Sender {
     streams: StreamQueue,
     /// Output decided but not yet written, in wire order.
     plan: VecDeque<Segment>,
+    /// Bytes in `plan` not yet written.
+    plan_bytes: usize,
     /// Whose turn it is to plan the next segment, so ring runs and chunks alternate.
     ring_turn: bool,
     metrics: SendMetrics,
@@ -78,6 +80,7 @@ impl Sender {
             ring: Ring::new(config),
             streams: StreamQueue::new(config.max_queued_streams()),
             plan: VecDeque::with_capacity(PLAN_CAPACITY),
+            plan_bytes: 0,
             ring_turn: true,
             metrics: SendMetrics::default(),
         }
@@ -258,6 +261,7 @@ impl Sender {
             if done {
                 self.plan.pop_front();
             }
+            self.plan_bytes -= taken;
             written -= taken;
         }
     }
@@ -292,21 +296,28 @@ impl Sender {
         self.metrics.largest_message = self.metrics.largest_message.max(size as u64);
     }
 
-    /// Plans output until the plan is full or nothing more can go, alternating between a run
-    /// of ring frames and one stream chunk.
+    /// Plans output until about one chunk is planned or nothing more can go, alternating
+    /// between a run of ring frames and one stream chunk.
+    ///
+    /// Planning little ahead is what bounds head-of-line delay: a message accepted now waits
+    /// only for what is already planned.
     fn fill_plan(&mut self) {
         // A chunk takes two segments: its inline header and its data.
-        while self.plan.len() + 2 <= PLAN_CAPACITY {
-            let order: [fn(&mut Self) -> bool; 2] = if self.ring_turn {
-                [Self::plan_ring, Self::plan_stream]
+        while self.plan.len() + 2 <= PLAN_CAPACITY && self.plan_bytes < self.config.chunk_size() {
+            // After a stream chunk the ring goes first, so a frame accepted now leaves right
+            // after what is already planned.
+            let planned = if self.ring_turn && self.plan_ring() {
+                self.ring_turn = false;
+                true
+            } else if self.plan_stream() {
+                self.ring_turn = true;
+                true
             } else {
-                [Self::plan_stream, Self::plan_ring]
+                self.plan_ring()
             };
-            let planned = order[0](self) || order[1](self);
             if !planned {
                 break;
             }
-            self.ring_turn = !self.ring_turn;
         }
     }
 
@@ -314,6 +325,7 @@ impl Sender {
     fn plan_ring(&mut self) -> bool {
         match self.ring.plan_run(self.config.chunk_size()) {
             Some(run) => {
+                self.plan_bytes += run.len;
                 self.plan.push_back(Segment::Ring(run));
                 true
             }
@@ -352,9 +364,11 @@ impl Sender {
             };
             frame::encode_chunk_header(&fields, data_len, inline.reserve(CHUNK_HEADER_LEN));
             let data = stream.rest.split_to(data_len);
+            self.plan_bytes += inline.end + data_len;
             self.plan.push_back(Segment::Inline(inline));
             self.plan.push_back(Segment::Data(data));
         } else {
+            self.plan_bytes += inline.end;
             self.plan.push_back(Segment::Inline(inline));
         }
         self.streams.queued_bytes -= data_len as u64;
