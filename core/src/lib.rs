@@ -46,6 +46,7 @@
 mod config;
 mod error;
 mod frame;
+mod handshake;
 mod message;
 mod metrics;
 mod receiver;
@@ -58,6 +59,9 @@ pub use config::{
 pub use error::{ProtocolError, SendError};
 pub use frame::{
     BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, FrameKind, MESSAGE_HEADER_LEN,
+};
+pub use handshake::{
+    HELLO_FRAME_LEN, HELLO_KIND, HELLO_MAGIC, HandshakeError, Hello, Negotiated, PROTOCOL_VERSION,
 };
 pub use message::{Envelope, Incoming, Lane, MessageKind, Outgoing, Route};
 pub use metrics::{ReceiveMetrics, SendMetrics};
