@@ -4,7 +4,7 @@
 //! [`BufferConfig`] of the lane that carries the message, so a message can never be too large
 //! for its ring and still be sent to it.
 
-use crate::frame::MESSAGE_HEADER_LEN;
+use crate::frame::{CRC_LEN, MESSAGE_HEADER_LEN};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -13,9 +13,9 @@ const MIB: usize = 1024 * KIB;
 /// minus this.
 pub const HEADER_HEADROOM: usize = KIB;
 
-// The headroom must hold the largest header of a ring frame, or a message exactly at the
-// threshold would not fit into an empty ring.
-const _: () = assert!(MESSAGE_HEADER_LEN <= HEADER_HEADROOM);
+// The headroom must hold what a ring frame adds to its payload (header and CRC32C trailer),
+// or a message exactly at the threshold would not fit into an empty ring.
+const _: () = assert!(MESSAGE_HEADER_LEN + CRC_LEN <= HEADER_HEADROOM);
 
 /// Size of one lane's ring buffer, and with it the lane's streaming threshold.
 ///

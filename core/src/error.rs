@@ -148,6 +148,18 @@ pub enum ProtocolError {
         /// The stream's total length.
         total: u64,
     },
+    /// A frame's CRC32C trailer does not match its bytes: they were corrupted on the way.
+    #[error(
+        "frame 0x{code:02x} fails its CRC32C check (received {received:08x}, computed {computed:08x})"
+    )]
+    ChecksumMismatch {
+        /// The frame kind code.
+        code: u8,
+        /// The trailer received.
+        received: u32,
+        /// The checksum of the bytes received.
+        computed: u32,
+    },
     /// A chunk carries no data.
     #[error("empty chunk for stream {id}")]
     EmptyChunk {

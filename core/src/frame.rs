@@ -16,6 +16,8 @@ use bytes::{Buf, BufMut};
 use crate::error::ProtocolError;
 use crate::message::{Envelope, MessageKind};
 
+/// Length of the CRC32C trailer that ends every frame when the handshake turned it on.
+pub const CRC_LEN: usize = 4;
 /// Length of the header every frame starts with.
 pub const FRAME_HEADER_LEN: usize = 8;
 /// Fixed fields of a message frame after the common header: key, correlation id, type hash.

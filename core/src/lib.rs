@@ -58,7 +58,7 @@ pub use config::{
 };
 pub use error::{ProtocolError, SendError};
 pub use frame::{
-    BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, FrameKind, MESSAGE_HEADER_LEN,
+    BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, FRAME_HEADER_LEN, FrameKind, MESSAGE_HEADER_LEN,
 };
 pub use handshake::{
     HELLO_FRAME_LEN, HELLO_KIND, HELLO_MAGIC, HandshakeError, Hello, Negotiated, PROTOCOL_VERSION,

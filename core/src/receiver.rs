@@ -8,7 +8,8 @@ use tracing::warn;
 
 use crate::config::{ConnectionConfig, ReceiveLimits};
 use crate::error::ProtocolError;
-use crate::frame::{self, FRAME_HEADER_LEN, FrameHeader, FrameKind};
+use crate::frame::{self, CRC_LEN, FRAME_HEADER_LEN, FrameHeader, FrameKind};
+use crate::handshake::Negotiated;
 use crate::message::{Envelope, Incoming, Route};
 use crate::metrics::ReceiveMetrics;
 
@@ -36,6 +37,8 @@ use crate::metrics::ReceiveMetrics;
 #[derive(Debug)]
 pub struct Receiver {
     limits: ReceiveLimits,
+    /// Whether every frame ends with a CRC32C trailer.
+    crc32c: bool,
     state: DecodeState,
     streams: HashMap<u64, InStream>,
     last_stream_id: Option<u64>,
@@ -49,8 +52,11 @@ pub struct Receiver {
 enum DecodeState {
     /// Waiting for a frame header and the frame's fixed fields.
     Head,
-    /// Inside a chunk's data: this many bytes of stream `id` are still to come.
-    ChunkData { id: u64, remaining: usize },
+    /// Inside a chunk's data: this many bytes of stream `id` are still to come. `crc` runs
+    /// over the chunk so far (header included) when trailers are on.
+    ChunkData { id: u64, remaining: usize, crc: u32 },
+    /// After a chunk's data: its trailer, if trailers are on, then the check for completion.
+    ChunkEnd { id: u64, crc: u32 },
 }
 
 #[derive(Debug)]
@@ -69,8 +75,19 @@ impl Receiver {
 
     /// A receiver enforcing `limits`.
     pub fn with_limits(limits: ReceiveLimits) -> Self {
+        Self::build(limits, false)
+    }
+
+    /// A receiver for what the handshake agreed: the limits of `config`, and a CRC32C trailer
+    /// checked on every frame if both sides asked for it.
+    pub fn from_handshake(config: &ConnectionConfig, agreed: &Negotiated) -> Self {
+        Self::build(config.receive_limits(), agreed.crc32c)
+    }
+
+    fn build(limits: ReceiveLimits, crc32c: bool) -> Self {
         Self {
             limits,
+            crc32c,
             state: DecodeState::Head,
             streams: HashMap::new(),
             last_stream_id: None,
@@ -127,6 +144,7 @@ impl Receiver {
     }
 
     fn decode_inner(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        let trailer = self.trailer_len();
         loop {
             match self.state {
                 DecodeState::Head => {
@@ -139,22 +157,26 @@ impl Receiver {
                     let head_len = FRAME_HEADER_LEN + header.kind.fields_len();
                     match header.kind {
                         FrameKind::Message => {
-                            if src.len() < FRAME_HEADER_LEN + header.body_len as usize {
+                            let frame_len = FRAME_HEADER_LEN + header.body_len as usize;
+                            if src.len() < frame_len + trailer {
                                 return Ok(None);
                             }
+                            self.verify(&header, &src[..frame_len + trailer])?;
                             let fields = &src[FRAME_HEADER_LEN..head_len];
                             let envelope = frame::decode_message_fields(&header, fields)?;
                             src.advance(head_len);
                             let payload = src.split_to(header.payload_len()).freeze();
+                            src.advance(trailer);
                             return Ok(Some(self.deliver(envelope, payload, Route::Ring)));
                         }
                         FrameKind::StreamBegin => {
-                            if src.len() < head_len {
+                            if src.len() < head_len + trailer {
                                 return Ok(None);
                             }
+                            self.verify(&header, &src[..head_len + trailer])?;
                             let fields = &src[FRAME_HEADER_LEN..head_len];
                             let begin = frame::decode_begin_fields(&header, fields)?;
-                            src.advance(head_len);
+                            src.advance(head_len + trailer);
                             if let Some(message) = self.begin_stream(begin)? {
                                 return Ok(Some(message));
                             }
@@ -166,15 +188,21 @@ impl Receiver {
                             let fields = frame::decode_chunk_fields(&src[FRAME_HEADER_LEN..]);
                             let data_len = header.payload_len();
                             self.check_chunk(fields, data_len)?;
+                            let crc = if trailer > 0 {
+                                crc32c::crc32c(&src[..head_len])
+                            } else {
+                                0
+                            };
                             src.advance(head_len);
                             self.state = DecodeState::ChunkData {
                                 id: fields.stream_id,
                                 remaining: data_len,
+                                crc,
                             };
                         }
                     }
                 }
-                DecodeState::ChunkData { id, remaining } => {
+                DecodeState::ChunkData { id, remaining, crc } => {
                     if src.is_empty() {
                         return Ok(None);
                     }
@@ -183,17 +211,38 @@ impl Receiver {
                         .streams
                         .get_mut(&id)
                         .expect("a chunk's stream stays open until its data is in");
-                    append_bounded(&mut stream.data, &src[..take], stream.total_len);
+                    let data = &src[..take];
+                    let crc = if trailer > 0 {
+                        crc32c::crc32c_append(crc, data)
+                    } else {
+                        crc
+                    };
+                    append_bounded(&mut stream.data, data, stream.total_len);
                     src.advance(take);
-                    if take < remaining {
-                        self.state = DecodeState::ChunkData {
+                    self.state = if take < remaining {
+                        DecodeState::ChunkData {
                             id,
                             remaining: remaining - take,
-                        };
-                        continue;
+                            crc,
+                        }
+                    } else {
+                        DecodeState::ChunkEnd { id, crc }
+                    };
+                }
+                DecodeState::ChunkEnd { id, crc } => {
+                    if src.len() < trailer {
+                        return Ok(None);
+                    }
+                    if trailer > 0 {
+                        check_crc(FrameKind::StreamChunk, crc, &src[..trailer])?;
+                        src.advance(trailer);
                     }
                     self.state = DecodeState::Head;
-                    if stream.data.len() as u64 == stream.total_len {
+                    let complete = self
+                        .streams
+                        .get(&id)
+                        .is_some_and(|stream| stream.data.len() as u64 == stream.total_len);
+                    if complete {
                         let stream = self.streams.remove(&id).expect("present above");
                         self.metrics.reassembly_bytes_in_use -= stream.total_len;
                         let payload = Bytes::from(stream.data);
@@ -202,6 +251,19 @@ impl Receiver {
                 }
             }
         }
+    }
+
+    fn trailer_len(&self) -> usize {
+        if self.crc32c { CRC_LEN } else { 0 }
+    }
+
+    /// Checks the CRC32C trailer at the end of `frame`, if trailers are on.
+    fn verify(&self, header: &FrameHeader, frame: &[u8]) -> Result<(), ProtocolError> {
+        if !self.crc32c {
+            return Ok(());
+        }
+        let (covered, trailer) = frame.split_at(frame.len() - CRC_LEN);
+        check_crc(header.kind, crc32c::crc32c(covered), trailer)
     }
 
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
@@ -342,4 +404,18 @@ fn append_bounded(buf: &mut Vec<u8>, data: &[u8], total: u64) {
         buf.reserve_exact(target - buf.len());
     }
     buf.extend_from_slice(data);
+}
+
+/// Compares a computed CRC32C with the trailer received.
+fn check_crc(kind: FrameKind, computed: u32, trailer: &[u8]) -> Result<(), ProtocolError> {
+    let received = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    if computed == received {
+        Ok(())
+    } else {
+        Err(ProtocolError::ChecksumMismatch {
+            code: kind as u8,
+            received,
+            computed,
+        })
+    }
 }

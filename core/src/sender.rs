@@ -10,17 +10,19 @@ use tracing::debug;
 use crate::config::{BufferConfig, ConnectionConfig, ReceiveLimits};
 use crate::error::SendError;
 use crate::frame::{
-    self, BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, ChunkFields, FRAME_HEADER_LEN, MESSAGE_HEADER_LEN,
-    StreamBegin,
+    self, BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, ChunkFields, FRAME_HEADER_LEN,
+    MESSAGE_HEADER_LEN, StreamBegin,
 };
+use crate::handshake::Negotiated;
 use crate::message::{Envelope, Lane, MessageKind, Outgoing, Route};
 use crate::metrics::SendMetrics;
 
 /// Segments planned for output at once. Small enough to scan on every call, large enough to
 /// fill a vectored write with several chunks and ring runs.
 const PLAN_CAPACITY: usize = 32;
-/// A stream-begin frame and the header of its first chunk fit together in one inline segment.
-const INLINE_CAPACITY: usize = BEGIN_FRAME_LEN + CHUNK_HEADER_LEN;
+/// A stream-begin frame with its trailer and the header of its first chunk fit together in
+/// one inline segment.
+const INLINE_CAPACITY: usize = BEGIN_FRAME_LEN + CRC_LEN + CHUNK_HEADER_LEN;
 
 /// The sans-IO sending half of a connection.
 ///
@@ -55,6 +57,8 @@ const INLINE_CAPACITY: usize = BEGIN_FRAME_LEN + CHUNK_HEADER_LEN;
 pub struct Sender {
     config: ConnectionConfig,
     peer: ReceiveLimits,
+    /// Whether every frame ends with a CRC32C trailer.
+    crc32c: bool,
     ring: Ring,
     streams: StreamQueue,
     /// Output decided but not yet written, in wire order.
@@ -74,10 +78,21 @@ impl Sender {
 
     /// A sender that keeps within the limits the peer announced.
     pub fn with_peer_limits(config: &ConnectionConfig, peer: ReceiveLimits) -> Self {
+        Self::build(config, peer, false)
+    }
+
+    /// A sender for what the handshake agreed: the peer's limits, and a CRC32C trailer on
+    /// every frame if both sides asked for it.
+    pub fn from_handshake(config: &ConnectionConfig, agreed: &Negotiated) -> Self {
+        Self::build(config, agreed.peer_limits, agreed.crc32c)
+    }
+
+    fn build(config: &ConnectionConfig, peer: ReceiveLimits, crc32c: bool) -> Self {
         Self {
             config: *config,
             peer,
-            ring: Ring::new(config),
+            crc32c,
+            ring: Ring::new(config, crc32c),
             streams: StreamQueue::new(config.max_queued_streams()),
             plan: VecDeque::with_capacity(PLAN_CAPACITY),
             plan_bytes: 0,
@@ -302,8 +317,8 @@ impl Sender {
     /// Planning little ahead is what bounds head-of-line delay: a message accepted now waits
     /// only for what is already planned.
     fn fill_plan(&mut self) {
-        // A chunk takes two segments: its inline header and its data.
-        while self.plan.len() + 2 <= PLAN_CAPACITY && self.plan_bytes < self.config.chunk_size() {
+        // A chunk takes up to three segments: inline headers, data and trailer.
+        while self.plan.len() + 3 <= PLAN_CAPACITY && self.plan_bytes < self.config.chunk_size() {
             // After a stream chunk the ring goes first, so a frame accepted now leaves right
             // after what is already planned.
             let planned = if self.ring_turn && self.plan_ring() {
@@ -350,7 +365,12 @@ impl Sender {
                     envelope: stream.envelope,
                     total_len: stream.total_len,
                 };
-                frame::encode_begin(&begin, inline.reserve(BEGIN_FRAME_LEN));
+                let frame = inline.reserve(BEGIN_FRAME_LEN);
+                frame::encode_begin(&begin, frame);
+                if self.crc32c {
+                    let crc = crc32c::crc32c(frame);
+                    inline.reserve(CRC_LEN).copy_from_slice(&crc.to_le_bytes());
+                }
                 id
             }
         };
@@ -362,11 +382,23 @@ impl Sender {
                 stream_id: id,
                 offset: stream.total_len - stream.rest.len() as u64,
             };
-            frame::encode_chunk_header(&fields, data_len, inline.reserve(CHUNK_HEADER_LEN));
+            let header = inline.reserve(CHUNK_HEADER_LEN);
+            frame::encode_chunk_header(&fields, data_len, header);
+            let crc = self.crc32c.then(|| crc32c::crc32c(header));
             let data = stream.rest.split_to(data_len);
             self.plan_bytes += inline.end + data_len;
-            self.plan.push_back(Segment::Inline(inline));
-            self.plan.push_back(Segment::Data(data));
+            if let Some(crc) = crc {
+                let mut trailer = Inline::default();
+                let crc = crc32c::crc32c_append(crc, &data);
+                trailer.reserve(CRC_LEN).copy_from_slice(&crc.to_le_bytes());
+                self.plan_bytes += CRC_LEN;
+                self.plan.push_back(Segment::Inline(inline));
+                self.plan.push_back(Segment::Data(data));
+                self.plan.push_back(Segment::Inline(trailer));
+            } else {
+                self.plan.push_back(Segment::Inline(inline));
+                self.plan.push_back(Segment::Data(data));
+            }
         } else {
             self.plan_bytes += inline.end;
             self.plan.push_back(Segment::Inline(inline));
@@ -421,6 +453,8 @@ fn ring_range<'a>(front: &'a [u8], back: &'a [u8], offset: usize, len: usize) ->
 #[derive(Debug)]
 struct Ring {
     bytes: VecDeque<u8>,
+    /// Whether each frame ends with a CRC32C trailer.
+    crc32c: bool,
     /// Bytes per lane accepted and not yet written.
     used: [usize; 2],
     /// Bytes at the front of `bytes` already in the plan.
@@ -432,13 +466,14 @@ struct Ring {
 }
 
 impl Ring {
-    fn new(config: &ConnectionConfig) -> Self {
+    fn new(config: &ConnectionConfig, crc32c: bool) -> Self {
         let capacity = config.tell_buffer_config().ring_buffer_size()
             + config.ask_buffer_config().ring_buffer_size();
         let mut bytes = VecDeque::new();
         bytes.reserve_exact(capacity);
         Self {
             bytes,
+            crc32c,
             used: [0; 2],
             planned: 0,
             pushed_total: 0,
@@ -450,16 +485,24 @@ impl Ring {
         self.planned < self.bytes.len()
     }
 
+    fn trailer_len(&self) -> usize {
+        if self.crc32c { CRC_LEN } else { 0 }
+    }
+
     /// Copies the message in as one frame if its lane has room.
     fn try_push(&mut self, message: &Outgoing, lane_config: BufferConfig) -> bool {
         let lane = lane_index(message.envelope.lane());
-        let frame_len = MESSAGE_HEADER_LEN + message.payload.len();
+        let frame_len = MESSAGE_HEADER_LEN + message.payload.len() + self.trailer_len();
         if self.used[lane] + frame_len > lane_config.ring_buffer_size() {
             return false;
         }
         let header = frame::encode_message_header(&message.envelope, message.payload.len());
         self.bytes.extend(&header);
         self.bytes.extend(&message.payload[..]);
+        if self.crc32c {
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &message.payload);
+            self.bytes.extend(&crc.to_le_bytes());
+        }
         self.used[lane] += frame_len;
         self.pushed_total += frame_len as u64;
         true
@@ -477,7 +520,7 @@ impl Ring {
                 self.bytes[at + 6],
                 self.bytes[at + 7],
             ]) as usize;
-            let frame_len = FRAME_HEADER_LEN + body_len;
+            let frame_len = FRAME_HEADER_LEN + body_len + self.trailer_len();
             let kind = MessageKind::from_wire(flags).unwrap_or(MessageKind::Tell);
             run.lane_bytes[lane_index(kind.lane())] += frame_len;
             run.len += frame_len;
