@@ -4,7 +4,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bytes::{Bytes, BytesMut};
-use ringwire_core::{Envelope, Incoming, Outgoing, Receiver, Sender};
+use ringwire_core::{
+    Envelope, Hello, Incoming, Negotiated, Outgoing, ReceiveLimits, Receiver, Sender,
+};
 
 /// Moves every pending output byte from `sender` to `receiver`, `piece` bytes at a time, and
 /// returns the messages decoded, in arrival order. Panics on a protocol error.
@@ -185,4 +187,13 @@ pub fn write_exactly(sender: &mut Sender, receiver: &mut Receiver, bytes: usize)
         "a frame header was cut; choose another length"
     );
     arrived
+}
+
+/// What a handshake agrees between two sides that both ask for the CRC32C trailer or both do
+/// not, when the peer announced `peer_limits`.
+pub fn agreed(peer_limits: ReceiveLimits, crc32c: bool) -> Negotiated {
+    let hello = Hello::new(peer_limits, crc32c);
+    let agreed = hello.negotiate(&hello).expect("usable limits");
+    assert_eq!(agreed.crc32c, crc32c);
+    agreed
 }
