@@ -1,7 +1,7 @@
 //! The sending half: routes each message to its lane's ring or to a chunked stream, and
 //! schedules the output bytes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
@@ -9,13 +9,16 @@ use tracing::debug;
 
 use crate::config::{BufferConfig, ConnectionConfig, ReceiveLimits};
 use crate::error::SendError;
-use crate::frame::{
-    self, BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, ChunkFields, FRAME_HEADER_LEN,
-    MESSAGE_HEADER_LEN, StreamBegin,
-};
+use crate::frame::{self, BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, ChunkFields, StreamBegin};
 use crate::handshake::Negotiated;
-use crate::message::{Envelope, Lane, MessageKind, Outgoing, Route};
+use crate::message::{Lane, Outgoing, Route};
 use crate::metrics::SendMetrics;
+
+mod ring;
+mod streams;
+
+use ring::{Ring, RingRun, ring_range};
+use streams::StreamQueue;
 
 /// Segments planned for output at once. Small enough to scan on every call, large enough to
 /// fill a vectored write with several chunks and ring runs.
@@ -433,264 +436,6 @@ const fn lane_index(lane: Lane) -> usize {
     match lane {
         Lane::Tell => 0,
         Lane::Ask => 1,
-    }
-}
-
-/// The bytes `[offset, offset + len)` of a ring whose contents are `front` then `back`.
-fn ring_range<'a>(front: &'a [u8], back: &'a [u8], offset: usize, len: usize) -> [&'a [u8]; 2] {
-    if offset >= front.len() {
-        let start = offset - front.len();
-        [&back[start..start + len], &[]]
-    } else {
-        let first = len.min(front.len() - offset);
-        [&front[offset..offset + first], &back[..len - first]]
-    }
-}
-
-/// Ring frames of both lanes in one allocation, in the order they were accepted, so that
-/// frames leave in that order whatever their lane. Each lane's use is counted against its own
-/// [`BufferConfig`], so the allocation (the sum of both sizes) can never overflow.
-#[derive(Debug)]
-struct Ring {
-    bytes: VecDeque<u8>,
-    /// Whether each frame ends with a CRC32C trailer.
-    crc32c: bool,
-    /// Bytes per lane accepted and not yet written.
-    used: [usize; 2],
-    /// Bytes at the front of `bytes` already in the plan.
-    planned: usize,
-    /// Bytes ever pushed and ever planned; a stream opens only once every ring frame accepted
-    /// before it is planned, which keeps per-key order when a key moves from ring to stream.
-    pushed_total: u64,
-    planned_total: u64,
-}
-
-impl Ring {
-    fn new(config: &ConnectionConfig, crc32c: bool) -> Self {
-        let capacity = config.tell_buffer_config().ring_buffer_size()
-            + config.ask_buffer_config().ring_buffer_size();
-        let mut bytes = VecDeque::new();
-        bytes.reserve_exact(capacity);
-        Self {
-            bytes,
-            crc32c,
-            used: [0; 2],
-            planned: 0,
-            pushed_total: 0,
-            planned_total: 0,
-        }
-    }
-
-    fn has_unplanned(&self) -> bool {
-        self.planned < self.bytes.len()
-    }
-
-    fn trailer_len(&self) -> usize {
-        if self.crc32c { CRC_LEN } else { 0 }
-    }
-
-    /// Copies the message in as one frame if its lane has room.
-    fn try_push(&mut self, message: &Outgoing, lane_config: BufferConfig) -> bool {
-        let lane = lane_index(message.envelope.lane());
-        let frame_len = MESSAGE_HEADER_LEN + message.payload.len() + self.trailer_len();
-        if self.used[lane] + frame_len > lane_config.ring_buffer_size() {
-            return false;
-        }
-        let header = frame::encode_message_header(&message.envelope, message.payload.len());
-        self.bytes.extend(&header);
-        self.bytes.extend(&message.payload[..]);
-        if self.crc32c {
-            let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &message.payload);
-            self.bytes.extend(&crc.to_le_bytes());
-        }
-        self.used[lane] += frame_len;
-        self.pushed_total += frame_len as u64;
-        true
-    }
-
-    /// Takes whole unplanned frames, at least one, until about `quantum` bytes.
-    fn plan_run(&mut self, quantum: usize) -> Option<RingRun> {
-        let mut run = RingRun::default();
-        while self.planned + run.len < self.bytes.len() && run.len < quantum {
-            let at = self.planned + run.len;
-            let flags = self.bytes[at + 1];
-            let body_len = u32::from_le_bytes([
-                self.bytes[at + 4],
-                self.bytes[at + 5],
-                self.bytes[at + 6],
-                self.bytes[at + 7],
-            ]) as usize;
-            let frame_len = FRAME_HEADER_LEN + body_len + self.trailer_len();
-            let kind = MessageKind::from_wire(flags).unwrap_or(MessageKind::Tell);
-            run.lane_bytes[lane_index(kind.lane())] += frame_len;
-            run.len += frame_len;
-        }
-        if run.len == 0 {
-            return None;
-        }
-        self.planned += run.len;
-        self.planned_total += run.len as u64;
-        Some(run)
-    }
-
-    /// Drops `n` written bytes from the front.
-    fn consume(&mut self, n: usize) {
-        self.bytes.drain(..n);
-        self.planned -= n;
-    }
-
-    /// Gives the lanes back the room of a fully written run.
-    fn release(&mut self, run: &RingRun) {
-        for (used, freed) in self.used.iter_mut().zip(run.lane_bytes) {
-            *used -= freed;
-        }
-    }
-}
-
-/// Whole ring frames planned together.
-#[derive(Clone, Copy, Debug, Default)]
-struct RingRun {
-    /// Bytes of the run not yet written.
-    len: usize,
-    /// Bytes of the run per lane, given back to the lanes once the run is written.
-    lane_bytes: [usize; 2],
-}
-
-/// Streams waiting or in progress, in the order they were accepted.
-#[derive(Debug)]
-struct StreamQueue {
-    queue: VecDeque<OutStream>,
-    /// Payload bytes not yet planned.
-    queued_bytes: u64,
-    /// Streams per key not yet fully planned; a key present here keeps later messages of
-    /// the same key off the ring.
-    per_key: HashMap<u64, u32>,
-    /// Streams opened and not yet fully planned, and their total length: what the peer is
-    /// holding for them.
-    open: u32,
-    open_bytes: u64,
-    next_id: u64,
-    /// Where the round-robin over streams goes on.
-    cursor: usize,
-}
-
-#[derive(Debug)]
-struct OutStream {
-    envelope: Envelope,
-    total_len: u64,
-    /// The part of the payload not yet planned.
-    rest: Bytes,
-    /// Set when the stream-begin frame is planned.
-    id: Option<u64>,
-    /// The stream may open once this many ring bytes have been planned.
-    ring_mark: u64,
-    /// An earlier stream with the same key is not fully planned yet.
-    waits_for_key: bool,
-}
-
-impl StreamQueue {
-    fn new(max_streams: usize) -> Self {
-        Self {
-            queue: VecDeque::with_capacity(max_streams.min(1024)),
-            queued_bytes: 0,
-            per_key: HashMap::new(),
-            open: 0,
-            open_bytes: 0,
-            next_id: 0,
-            cursor: 0,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    fn has_key(&self, key: u64) -> bool {
-        !self.per_key.is_empty() && self.per_key.contains_key(&key)
-    }
-
-    /// Whether a payload of `size` bytes may join the queue. One message larger than the
-    /// byte bound still goes when nothing else waits, so every allowed size can be sent.
-    fn has_room(&self, size: usize, config: &ConnectionConfig) -> bool {
-        self.queue.len() < config.max_queued_streams()
-            && (self.queued_bytes == 0
-                || self.queued_bytes + size as u64 <= config.max_queued_stream_bytes())
-    }
-
-    fn push(&mut self, message: Outgoing, ring_mark: u64) {
-        let count = self.per_key.entry(message.envelope.key).or_insert(0);
-        let waits_for_key = *count > 0;
-        *count += 1;
-        self.queued_bytes += message.payload.len() as u64;
-        self.queue.push_back(OutStream {
-            envelope: message.envelope,
-            total_len: message.payload.len() as u64,
-            rest: message.payload,
-            id: None,
-            ring_mark,
-            waits_for_key,
-        });
-    }
-
-    /// The stream to plan next: open streams take turns; a stream that is not open yet takes
-    /// its turn only if it is the first that may open, which keeps opening in FIFO order.
-    fn next_ready(&mut self, ring_planned_total: u64, peer: &ReceiveLimits) -> Option<usize> {
-        let len = self.queue.len();
-        if len == 0 {
-            return None;
-        }
-        let opener = self
-            .queue
-            .iter()
-            .position(|s| s.id.is_none() && !s.waits_for_key)
-            .filter(|&i| {
-                let s = &self.queue[i];
-                s.ring_mark <= ring_planned_total
-                    && self.open < peer.max_inbound_streams
-                    && self.open_bytes + s.total_len <= peer.reassembly_budget
-            });
-        let start = self.cursor % len;
-        let index = (0..len)
-            .map(|step| (start + step) % len)
-            .find(|&i| self.queue[i].id.is_some() || Some(i) == opener)?;
-        self.cursor = index + 1;
-        Some(index)
-    }
-
-    fn open(&mut self, index: usize) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let stream = &mut self.queue[index];
-        stream.id = Some(id);
-        self.open += 1;
-        self.open_bytes += stream.total_len;
-        id
-    }
-
-    /// Removes a fully planned stream and lets the next stream of its key go.
-    fn finish(&mut self, index: usize) {
-        let Some(stream) = self.queue.remove(index) else {
-            return;
-        };
-        self.open -= 1;
-        self.open_bytes -= stream.total_len;
-        if index < self.cursor {
-            self.cursor -= 1;
-        }
-        let key = stream.envelope.key;
-        let remaining = self.per_key.get_mut(&key).map(|count| {
-            *count -= 1;
-            *count
-        });
-        if remaining == Some(0) {
-            self.per_key.remove(&key);
-        } else if let Some(next) = self
-            .queue
-            .iter_mut()
-            .find(|s| s.envelope.key == key && s.waits_for_key)
-        {
-            next.waits_for_key = false;
-        }
     }
 }
 
