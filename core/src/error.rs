@@ -24,13 +24,30 @@ pub enum SendError {
         /// The refused message.
         message: Outgoing,
     },
+    /// The connection is not open: the handshake is not done, or it is closing or closed.
+    /// Wait for it to connect, or send on another connection.
+    #[error("the connection is not open")]
+    NotOpen {
+        /// The refused message.
+        message: Outgoing,
+    },
+    /// A reply to an ask that is not open: already answered or refused, or cancelled by the
+    /// peer. The reply is not needed.
+    #[error("no open ask with this correlation id; the reply is not needed")]
+    NoSuchAsk {
+        /// The refused reply.
+        message: Outgoing,
+    },
 }
 
 impl SendError {
     /// The refused message, to retry or to report.
     pub fn into_message(self) -> Outgoing {
         match self {
-            Self::TooLarge { message, .. } | Self::Full { message } => message,
+            Self::TooLarge { message, .. }
+            | Self::Full { message }
+            | Self::NotOpen { message }
+            | Self::NoSuchAsk { message } => message,
         }
     }
 }
@@ -160,6 +177,23 @@ pub enum ProtocolError {
         /// The checksum of the bytes received.
         computed: u32,
     },
+    /// A connection frame arrived where only messages are expected.
+    #[error("unexpected frame 0x{code:02x} on a message-only stream")]
+    UnexpectedFrame {
+        /// The frame kind code.
+        code: u8,
+    },
+    /// A reason text, or a frame that carries none, is longer than allowed.
+    #[error("frame carries {len} bytes of reason text, more than {limit}")]
+    ReasonTooLong {
+        /// The length received.
+        len: u64,
+        /// The longest allowed.
+        limit: u64,
+    },
+    /// A reason text is not UTF-8.
+    #[error("reason text is not UTF-8")]
+    InvalidReason,
     /// A chunk carries no data.
     #[error("empty chunk for stream {id}")]
     EmptyChunk {

@@ -11,7 +11,7 @@
 //!
 //! `docs/PROTOCOL.md` specifies every field byte by byte.
 
-use bytes::{Buf, BufMut};
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::error::ProtocolError;
 use crate::message::{Envelope, MessageKind};
@@ -26,6 +26,18 @@ const MESSAGE_FIELDS_LEN: usize = 8 + 8 + 4;
 const BEGIN_FIELDS_LEN: usize = 8 + 8 + 8 + 4 + 8;
 /// Fixed fields of a stream-chunk frame: stream id, offset.
 const CHUNK_FIELDS_LEN: usize = 8 + 8;
+/// Fixed fields of a stream-abort frame: stream id, code.
+const ABORT_FIELDS_LEN: usize = 8 + 4;
+/// Fixed fields of a cancel frame: correlation id.
+const CANCEL_FIELDS_LEN: usize = 8;
+/// Fixed fields of a refuse frame: correlation id, code.
+const REFUSE_FIELDS_LEN: usize = 8 + 4;
+/// Fixed fields of a close frame: code.
+const CLOSE_FIELDS_LEN: usize = 4;
+/// Longest reason text a refuse or close frame may carry.
+pub const MAX_REASON_LEN: usize = 256;
+/// Longest header plus fixed fields of a control frame.
+pub(crate) const MAX_CONTROL_HEAD_LEN: usize = FRAME_HEADER_LEN + REFUSE_FIELDS_LEN;
 
 /// Header plus fixed fields of a message frame: the bytes a ring frame adds to its payload.
 pub const MESSAGE_HEADER_LEN: usize = FRAME_HEADER_LEN + MESSAGE_FIELDS_LEN;
@@ -48,6 +60,14 @@ pub enum FrameKind {
     /// A piece of a stream's data at an explicit offset. The chunk that reaches the total
     /// length completes the message.
     StreamChunk = 0x03,
+    /// The sender gives up a stream it has begun; the receiver frees it.
+    StreamAbort = 0x04,
+    /// The asker no longer wants the reply to an ask.
+    Cancel = 0x11,
+    /// The receiver of an ask refuses it; the connection goes on.
+    Refuse = 0x12,
+    /// The sender will start no new message and ends once its accepted messages are out.
+    Close = 0x13,
 }
 
 impl FrameKind {
@@ -56,6 +76,10 @@ impl FrameKind {
             0x01 => Some(Self::Message),
             0x02 => Some(Self::StreamBegin),
             0x03 => Some(Self::StreamChunk),
+            0x04 => Some(Self::StreamAbort),
+            0x11 => Some(Self::Cancel),
+            0x12 => Some(Self::Refuse),
+            0x13 => Some(Self::Close),
             _ => None,
         }
     }
@@ -66,6 +90,10 @@ impl FrameKind {
             Self::Message => MESSAGE_FIELDS_LEN,
             Self::StreamBegin => BEGIN_FIELDS_LEN,
             Self::StreamChunk => CHUNK_FIELDS_LEN,
+            Self::StreamAbort => ABORT_FIELDS_LEN,
+            Self::Cancel => CANCEL_FIELDS_LEN,
+            Self::Refuse => REFUSE_FIELDS_LEN,
+            Self::Close => CLOSE_FIELDS_LEN,
         }
     }
 }
@@ -90,7 +118,7 @@ impl FrameHeader {
         let kind = FrameKind::from_wire(code).ok_or(ProtocolError::UnknownFrameKind { code })?;
         let allowed_flags = match kind {
             FrameKind::Message | FrameKind::StreamBegin => KIND_MASK,
-            FrameKind::StreamChunk => 0,
+            _ => 0,
         };
         if flags & !allowed_flags != 0 || reserved != 0 {
             return Err(ProtocolError::ReservedBitsSet {
@@ -238,5 +266,90 @@ pub(crate) fn decode_chunk_fields(mut src: &[u8]) -> ChunkFields {
     ChunkFields {
         stream_id: src.get_u64_le(),
         offset: src.get_u64_le(),
+    }
+}
+
+/// A frame that carries no message: the connection's own signals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    StreamAbort {
+        stream_id: u64,
+        code: u32,
+    },
+    Cancel {
+        correlation_id: u64,
+    },
+    Refuse {
+        correlation_id: u64,
+        code: u32,
+        reason: Bytes,
+    },
+    Close {
+        code: u32,
+        reason: Bytes,
+    },
+}
+
+impl Control {
+    /// The reason text sent after the fixed fields.
+    pub(crate) fn reason(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::from_static(b"");
+        match self {
+            Self::Refuse { reason, .. } | Self::Close { reason, .. } => reason,
+            Self::StreamAbort { .. } | Self::Cancel { .. } => &EMPTY,
+        }
+    }
+
+    /// Writes the header and fixed fields into `dst` and returns their length.
+    pub(crate) fn encode_head(&self, mut dst: &mut [u8]) -> usize {
+        let reason_len = self.reason().len();
+        let dst = &mut dst;
+        let (kind, fields) = match self {
+            Self::StreamAbort { .. } => (FrameKind::StreamAbort, ABORT_FIELDS_LEN),
+            Self::Cancel { .. } => (FrameKind::Cancel, CANCEL_FIELDS_LEN),
+            Self::Refuse { .. } => (FrameKind::Refuse, REFUSE_FIELDS_LEN),
+            Self::Close { .. } => (FrameKind::Close, CLOSE_FIELDS_LEN),
+        };
+        put_header(dst, kind, 0, fields + reason_len);
+        match self {
+            Self::StreamAbort { stream_id, code } => {
+                dst.put_u64_le(*stream_id);
+                dst.put_u32_le(*code);
+            }
+            Self::Cancel { correlation_id } => dst.put_u64_le(*correlation_id),
+            Self::Refuse {
+                correlation_id,
+                code,
+                ..
+            } => {
+                dst.put_u64_le(*correlation_id);
+                dst.put_u32_le(*code);
+            }
+            Self::Close { code, .. } => dst.put_u32_le(*code),
+        }
+        FRAME_HEADER_LEN + fields
+    }
+
+    /// Decodes a control frame from its fixed fields and reason bytes.
+    pub(crate) fn decode(kind: FrameKind, mut fields: &[u8], reason: Bytes) -> Option<Self> {
+        Some(match kind {
+            FrameKind::StreamAbort => Self::StreamAbort {
+                stream_id: fields.get_u64_le(),
+                code: fields.get_u32_le(),
+            },
+            FrameKind::Cancel => Self::Cancel {
+                correlation_id: fields.get_u64_le(),
+            },
+            FrameKind::Refuse => Self::Refuse {
+                correlation_id: fields.get_u64_le(),
+                code: fields.get_u32_le(),
+                reason,
+            },
+            FrameKind::Close => Self::Close {
+                code: fields.get_u32_le(),
+                reason,
+            },
+            FrameKind::Message | FrameKind::StreamBegin | FrameKind::StreamChunk => return None,
+        })
     }
 }

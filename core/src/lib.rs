@@ -44,6 +44,7 @@
 //! when the peer breaks the protocol. Payload bytes are never logged.
 
 mod config;
+mod connection;
 mod error;
 mod frame;
 mod handshake;
@@ -56,14 +57,16 @@ pub use config::{
     BufferConfig, ConfigError, ConnectionConfig, ConnectionConfigBuilder, HEADER_HEADROOM,
     ReceiveLimits,
 };
+pub use connection::{AskError, Connection, ConnectionError, ConnectionState, Event, RefuseCode};
 pub use error::{ProtocolError, SendError};
 pub use frame::{
-    BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, FRAME_HEADER_LEN, FrameKind, MESSAGE_HEADER_LEN,
+    BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, FRAME_HEADER_LEN, FrameKind, MAX_REASON_LEN,
+    MESSAGE_HEADER_LEN,
 };
 pub use handshake::{
     HELLO_FRAME_LEN, HELLO_KIND, HELLO_MAGIC, HandshakeError, Hello, Negotiated, PROTOCOL_VERSION,
 };
 pub use message::{Envelope, Incoming, Lane, MessageKind, Outgoing, Route};
-pub use metrics::{ReceiveMetrics, SendMetrics};
-pub use receiver::Receiver;
+pub use metrics::{AskMetrics, Metrics, ReceiveMetrics, SendMetrics};
+pub use receiver::{Inbound, Receiver};
 pub use sender::Sender;

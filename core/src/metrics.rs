@@ -46,3 +46,33 @@ pub struct ReceiveMetrics {
     /// Protocol violations by the peer.
     pub protocol_errors: u64,
 }
+
+/// What happened to asks, both ways.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct AskMetrics {
+    /// Asks this side sent.
+    pub sent: u64,
+    /// Asks of this side that got their reply.
+    pub answered: u64,
+    /// Asks of this side whose deadline passed.
+    pub expired: u64,
+    /// Asks of this side that the peer refused.
+    pub refused: u64,
+    /// Asks of this side that it cancelled.
+    pub cancelled: u64,
+    /// Replies or refusals that matched no pending ask, and were discarded.
+    pub late_replies: u64,
+}
+
+/// Every counter of a connection, as one snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The sending half.
+    pub send: SendMetrics,
+    /// The receiving half.
+    pub receive: ReceiveMetrics,
+    /// Asks and replies.
+    pub asks: AskMetrics,
+}

@@ -8,7 +8,9 @@ use tracing::warn;
 
 use crate::config::{ConnectionConfig, ReceiveLimits};
 use crate::error::ProtocolError;
-use crate::frame::{self, CRC_LEN, FRAME_HEADER_LEN, FrameHeader, FrameKind};
+use crate::frame::{
+    self, CRC_LEN, Control, FRAME_HEADER_LEN, FrameHeader, FrameKind, MAX_REASON_LEN,
+};
 use crate::handshake::Negotiated;
 use crate::message::{Envelope, Incoming, Route};
 use crate::metrics::ReceiveMetrics;
@@ -111,7 +113,8 @@ impl Receiver {
         self.streams.len()
     }
 
-    /// Decodes input from the front of `src`.
+    /// Decodes messages from the front of `src`, for a byte stream that carries messages
+    /// only, as a bare [`Sender`](crate::Sender) writes.
     ///
     /// Returns `Ok(Some(message))` for each complete message and `Ok(None)` once `src` holds
     /// no complete frame: append more input and call again. Bytes are taken from `src` as
@@ -119,20 +122,48 @@ impl Receiver {
     ///
     /// # Errors
     ///
-    /// A [`ProtocolError`] when the peer breaks the protocol. The receiver is then failed:
-    /// every later call returns the same error, and the connection should be closed.
+    /// A [`ProtocolError`] when the peer breaks the protocol, including a connection frame
+    /// (cancel, refuse, close), which only [`decode_frame`](Self::decode_frame) accepts. The
+    /// receiver is then failed: every later call returns the same error, and the connection
+    /// should be closed.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        match self.decode_frame(src)? {
+            None => Ok(None),
+            Some(Inbound::Message(message)) => Ok(Some(message)),
+            Some(other) => {
+                let error = ProtocolError::UnexpectedFrame {
+                    code: other.frame_kind() as u8,
+                };
+                self.fail(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Decodes the next message or connection frame from the front of `src`.
+    ///
+    /// Like [`decode`](Self::decode), and also returns the frames a connection acts on. A
+    /// `STREAM_ABORT` frees the stream's partial message before it is returned.
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] when the peer breaks the protocol; the receiver is then failed.
+    pub fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, ProtocolError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
         let result = self.decode_inner(src);
         if let Err(error) = &result {
-            warn!(%error, "peer broke the protocol");
-            self.metrics.protocol_errors += 1;
-            self.failed = Some(error.clone());
-            self.abandon_streams();
+            self.fail(error);
         }
         result
+    }
+
+    fn fail(&mut self, error: &ProtocolError) {
+        warn!(%error, "peer broke the protocol");
+        self.metrics.protocol_errors += 1;
+        self.failed = Some(error.clone());
+        self.abandon_streams();
     }
 
     /// Frees every partial stream, for example when the connection is gone. The reassembly
@@ -143,7 +174,7 @@ impl Receiver {
         self.state = DecodeState::Head;
     }
 
-    fn decode_inner(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+    fn decode_inner(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, ProtocolError> {
         let trailer = self.trailer_len();
         loop {
             match self.state {
@@ -167,7 +198,8 @@ impl Receiver {
                             src.advance(head_len);
                             let payload = src.split_to(header.payload_len()).freeze();
                             src.advance(trailer);
-                            return Ok(Some(self.deliver(envelope, payload, Route::Ring)));
+                            let message = self.deliver(envelope, payload, Route::Ring);
+                            return Ok(Some(Inbound::Message(message)));
                         }
                         FrameKind::StreamBegin => {
                             if src.len() < head_len + trailer {
@@ -178,7 +210,7 @@ impl Receiver {
                             let begin = frame::decode_begin_fields(&header, fields)?;
                             src.advance(head_len + trailer);
                             if let Some(message) = self.begin_stream(begin)? {
-                                return Ok(Some(message));
+                                return Ok(Some(Inbound::Message(message)));
                             }
                         }
                         FrameKind::StreamChunk => {
@@ -199,6 +231,23 @@ impl Receiver {
                                 remaining: data_len,
                                 crc,
                             };
+                        }
+                        FrameKind::StreamAbort
+                        | FrameKind::Cancel
+                        | FrameKind::Refuse
+                        | FrameKind::Close => {
+                            let frame_len = FRAME_HEADER_LEN + header.body_len as usize;
+                            if src.len() < frame_len + trailer {
+                                return Ok(None);
+                            }
+                            self.verify(&header, &src[..frame_len + trailer])?;
+                            let fields = src[FRAME_HEADER_LEN..head_len].to_vec();
+                            src.advance(head_len);
+                            let reason = src.split_to(header.payload_len()).freeze();
+                            src.advance(trailer);
+                            let control = Control::decode(header.kind, &fields, reason)
+                                .expect("a connection frame kind");
+                            return self.handle_control(control).map(Some);
                         }
                     }
                 }
@@ -246,7 +295,8 @@ impl Receiver {
                         let stream = self.streams.remove(&id).expect("present above");
                         self.metrics.reassembly_bytes_in_use -= stream.total_len;
                         let payload = Bytes::from(stream.data);
-                        return Ok(Some(self.deliver(stream.envelope, payload, Route::Stream)));
+                        let message = self.deliver(stream.envelope, payload, Route::Stream);
+                        return Ok(Some(Inbound::Message(message)));
                     }
                 }
             }
@@ -266,9 +316,52 @@ impl Receiver {
         check_crc(header.kind, crc32c::crc32c(covered), trailer)
     }
 
+    /// Turns a connection frame into what the caller sees, freeing an aborted stream.
+    fn handle_control(&mut self, control: Control) -> Result<Inbound, ProtocolError> {
+        Ok(match control {
+            Control::StreamAbort { stream_id, code } => {
+                let stream = self
+                    .streams
+                    .remove(&stream_id)
+                    .ok_or(ProtocolError::UnknownStream { id: stream_id })?;
+                self.metrics.reassembly_bytes_in_use -= stream.total_len;
+                Inbound::StreamAborted {
+                    envelope: stream.envelope,
+                    code,
+                }
+            }
+            Control::Cancel { correlation_id } => Inbound::Cancel { correlation_id },
+            Control::Refuse {
+                correlation_id,
+                code,
+                reason,
+            } => Inbound::Refuse {
+                correlation_id,
+                code,
+                reason: reason_text(&reason)?,
+            },
+            Control::Close { code, reason } => Inbound::Close {
+                code,
+                reason: reason_text(&reason)?,
+            },
+        })
+    }
+
     fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         let payload_len = header.payload_len() as u64;
         match header.kind {
+            FrameKind::Refuse | FrameKind::Close if payload_len > MAX_REASON_LEN as u64 => {
+                Err(ProtocolError::ReasonTooLong {
+                    len: payload_len,
+                    limit: MAX_REASON_LEN as u64,
+                })
+            }
+            FrameKind::StreamAbort | FrameKind::Cancel if payload_len != 0 => {
+                Err(ProtocolError::ReasonTooLong {
+                    len: payload_len,
+                    limit: 0,
+                })
+            }
             FrameKind::Message if payload_len > self.limits.max_message_size => {
                 Err(ProtocolError::MessageTooLarge {
                     size: payload_len,
@@ -417,5 +510,61 @@ fn check_crc(kind: FrameKind, computed: u32, trailer: &[u8]) -> Result<(), Proto
             received,
             computed,
         })
+    }
+}
+
+/// A reason text from the peer, which must be UTF-8.
+fn reason_text(bytes: &[u8]) -> Result<String, ProtocolError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ProtocolError::InvalidReason)
+}
+
+/// What [`Receiver::decode_frame`] yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// A complete message.
+    Message(Incoming),
+    /// The peer gave up a stream it had begun; its partial message has been freed.
+    StreamAborted {
+        /// The envelope of the abandoned message.
+        envelope: Envelope,
+        /// Why, as a refuse code.
+        code: u32,
+    },
+    /// The peer no longer wants the reply to its ask `correlation_id`.
+    Cancel {
+        /// The ask's correlation id.
+        correlation_id: u64,
+    },
+    /// The peer refused the ask `correlation_id`.
+    Refuse {
+        /// The ask's correlation id.
+        correlation_id: u64,
+        /// Why, as a refuse code.
+        code: u32,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The peer will start no new message.
+    Close {
+        /// Close code: 0 normal, 1 protocol error, 2 going away.
+        code: u32,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl Inbound {
+    fn frame_kind(&self) -> FrameKind {
+        match self {
+            Self::Message(message) => match message.route {
+                Route::Ring => FrameKind::Message,
+                Route::Stream => FrameKind::StreamChunk,
+            },
+            Self::StreamAborted { .. } => FrameKind::StreamAbort,
+            Self::Cancel { .. } => FrameKind::Cancel,
+            Self::Refuse { .. } => FrameKind::Refuse,
+            Self::Close { .. } => FrameKind::Close,
+        }
     }
 }

@@ -9,9 +9,12 @@ use tracing::debug;
 
 use crate::config::{BufferConfig, ConnectionConfig, ReceiveLimits};
 use crate::error::SendError;
-use crate::frame::{self, BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, ChunkFields, StreamBegin};
+use crate::frame::{
+    self, BEGIN_FRAME_LEN, CHUNK_HEADER_LEN, CRC_LEN, ChunkFields, Control, MAX_CONTROL_HEAD_LEN,
+    StreamBegin,
+};
 use crate::handshake::Negotiated;
-use crate::message::{Lane, Outgoing, Route};
+use crate::message::{Lane, MessageKind, Outgoing, Route};
 use crate::metrics::SendMetrics;
 
 mod ring;
@@ -68,6 +71,8 @@ pub struct Sender {
     plan: VecDeque<Segment>,
     /// Bytes in `plan` not yet written.
     plan_bytes: usize,
+    /// Connection frames waiting to be planned.
+    controls: VecDeque<Control>,
     /// Whose turn it is to plan the next segment, so ring runs and chunks alternate.
     ring_turn: bool,
     metrics: SendMetrics,
@@ -99,6 +104,7 @@ impl Sender {
             streams: StreamQueue::new(config.max_queued_streams()),
             plan: VecDeque::with_capacity(PLAN_CAPACITY),
             plan_bytes: 0,
+            controls: VecDeque::new(),
             ring_turn: true,
             metrics: SendMetrics::default(),
         }
@@ -130,7 +136,10 @@ impl Sender {
 
     /// Whether anything is waiting to be written.
     pub fn has_output(&self) -> bool {
-        !self.plan.is_empty() || self.ring.has_unplanned() || !self.streams.is_empty()
+        !self.plan.is_empty()
+            || self.ring.has_unplanned()
+            || !self.streams.is_empty()
+            || !self.controls.is_empty()
     }
 
     /// Bytes of ring frames accepted on `lane` and not yet written.
@@ -225,12 +234,14 @@ impl Sender {
         for segment in &this.plan {
             let parts: [&'a [u8]; 2] = match segment {
                 Segment::Ring(run) => {
-                    let parts = ring_range(front, back, ring_offset, run.len);
+                    let unwritten = run.len - run.written;
+                    let parts = ring_range(front, back, ring_offset + run.written, unwritten);
                     ring_offset += run.len;
                     parts
                 }
                 Segment::Inline(inline) => [&inline.buf[inline.start..inline.end], &[]],
                 Segment::Data(data) => [&data[..], &[]],
+                Segment::End(_) => continue,
             };
             for part in parts.into_iter().filter(|part| !part.is_empty()) {
                 if used == dst.len() {
@@ -257,13 +268,13 @@ impl Sender {
                 .expect("advance() past the bytes offered by transmit()");
             let (taken, done) = match segment {
                 Segment::Ring(run) => {
-                    let taken = run.len.min(written);
-                    self.ring.consume(taken);
-                    run.len -= taken;
-                    if run.len == 0 {
+                    let taken = (run.len - run.written).min(written);
+                    run.written += taken;
+                    let done = run.written == run.len;
+                    if done {
                         self.ring.release(run);
                     }
-                    (taken, run.len == 0)
+                    (taken, done)
                 }
                 Segment::Inline(inline) => {
                     let taken = (inline.end - inline.start).min(written);
@@ -275,6 +286,7 @@ impl Sender {
                     data.advance(taken);
                     (taken, data.is_empty())
                 }
+                Segment::End(_) => (0, true),
             };
             if done {
                 self.plan.pop_front();
@@ -282,6 +294,51 @@ impl Sender {
             self.plan_bytes -= taken;
             written -= taken;
         }
+        // A stream whose last byte is now written is complete.
+        while let Some(Segment::End(_)) = self.plan.front() {
+            self.plan.pop_front();
+        }
+    }
+
+    /// Gives up the stream of the ask or reply `correlation_id` of kind `kind`, if it is
+    /// still queued: a stream not yet begun is dropped unseen; one begun is ended with a
+    /// `STREAM_ABORT` so the peer frees its partial message. Returns whether one was found.
+    pub(crate) fn abort(&mut self, kind: MessageKind, correlation_id: u64, code: u32) -> bool {
+        let Some(index) = self.streams.find(kind, correlation_id) else {
+            return false;
+        };
+        if let Some(stream) = self.streams.remove(index) {
+            if let Some(stream_id) = stream.id {
+                self.controls
+                    .push_back(Control::StreamAbort { stream_id, code });
+            }
+        }
+        true
+    }
+
+    /// Queues a connection frame, to go out before any message not yet planned.
+    pub(crate) fn send_control(&mut self, control: Control) {
+        self.controls.push_back(control);
+    }
+
+    /// Takes back every accepted message that is not completely written, and empties the
+    /// sender: what is planned, the ring and the stream queue. For a connection that is gone,
+    /// so that no accepted message is lost without a word.
+    pub fn take_unsent(&mut self) -> Vec<Outgoing> {
+        let ring_written = match self.plan.front() {
+            Some(Segment::Ring(run)) => run.written,
+            _ => 0,
+        };
+        let mut unsent = self.ring.take_unsent(ring_written);
+        for segment in self.plan.drain(..) {
+            if let Segment::End(message) = segment {
+                unsent.push(message);
+            }
+        }
+        unsent.extend(self.streams.take_all());
+        self.plan_bytes = 0;
+        self.controls.clear();
+        unsent
     }
 
     /// Copies up to `max` output bytes to the end of `dst` and marks them written; returns
@@ -320,8 +377,15 @@ impl Sender {
     /// Planning little ahead is what bounds head-of-line delay: a message accepted now waits
     /// only for what is already planned.
     fn fill_plan(&mut self) {
-        // A chunk takes up to three segments: inline headers, data and trailer.
-        while self.plan.len() + 3 <= PLAN_CAPACITY && self.plan_bytes < self.config.chunk_size() {
+        // Connection frames are small and go first.
+        while self.plan.len() + 3 <= PLAN_CAPACITY {
+            let Some(control) = self.controls.pop_front() else {
+                break;
+            };
+            self.plan_control(&control);
+        }
+        // A chunk takes up to four segments: inline headers, data, trailer and end marker.
+        while self.plan.len() + 4 <= PLAN_CAPACITY && self.plan_bytes < self.config.chunk_size() {
             // After a stream chunk the ring goes first, so a frame accepted now leaves right
             // after what is already planned.
             let planned = if self.ring_turn && self.plan_ring() {
@@ -408,9 +472,34 @@ impl Sender {
         }
         self.streams.queued_bytes -= data_len as u64;
         if self.streams.queue[index].rest.is_empty() {
-            self.streams.finish(index);
+            let stream = self.streams.remove(index).expect("index is in the queue");
+            let message = Outgoing::new(stream.envelope, stream.payload);
+            self.plan.push_back(Segment::End(message));
         }
         true
+    }
+
+    /// Plans a connection frame: header and fields inline, then its reason text, then the
+    /// trailer.
+    fn plan_control(&mut self, control: &Control) {
+        let mut head = Inline::default();
+        let len = control.encode_head(head.reserve(MAX_CONTROL_HEAD_LEN));
+        head.end = len;
+        let reason = control.reason().clone();
+        let crc = self
+            .crc32c
+            .then(|| crc32c::crc32c_append(crc32c::crc32c(&head.buf[..len]), &reason));
+        self.plan_bytes += len + reason.len();
+        self.plan.push_back(Segment::Inline(head));
+        if !reason.is_empty() {
+            self.plan.push_back(Segment::Data(reason));
+        }
+        if let Some(crc) = crc {
+            let mut trailer = Inline::default();
+            trailer.reserve(CRC_LEN).copy_from_slice(&crc.to_le_bytes());
+            self.plan_bytes += CRC_LEN;
+            self.plan.push_back(Segment::Inline(trailer));
+        }
     }
 }
 
@@ -448,6 +537,8 @@ enum Segment {
     Inline(Inline),
     /// A chunk's data, sliced from the caller's payload.
     Data(Bytes),
+    /// No bytes: marks where a stream's message is complete, and holds it until then.
+    End(Outgoing),
 }
 
 /// A few header bytes held in place, without allocating.

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use crate::config::{BufferConfig, ConnectionConfig};
-use crate::frame::{self, CRC_LEN, FRAME_HEADER_LEN, MESSAGE_HEADER_LEN};
+use crate::frame::{self, CRC_LEN, FRAME_HEADER_LEN, FrameHeader, MESSAGE_HEADER_LEN};
 use crate::message::{MessageKind, Outgoing};
 
 use super::lane_index;
@@ -110,25 +110,57 @@ impl Ring {
         Some(run)
     }
 
-    /// Drops `n` written bytes from the front.
-    pub(super) fn consume(&mut self, n: usize) {
-        self.bytes.drain(..n);
-        self.planned -= n;
-    }
-
-    /// Gives the lanes back the room of a fully written run.
+    /// Drops a fully written run from the front and gives its lanes back their room.
     pub(super) fn release(&mut self, run: &RingRun) {
+        self.bytes.drain(..run.len);
+        self.planned -= run.len;
         for (used, freed) in self.used.iter_mut().zip(run.lane_bytes) {
             *used -= freed;
         }
+    }
+
+    /// Takes out every frame that does not lie within the first `written` bytes, as the
+    /// messages they hold, and empties the ring.
+    pub(super) fn take_unsent(&mut self, written: usize) -> Vec<Outgoing> {
+        let mut unsent = Vec::new();
+        let mut at = 0;
+        while at < self.bytes.len() {
+            let head: Vec<u8> = self
+                .bytes
+                .range(at..at + MESSAGE_HEADER_LEN)
+                .copied()
+                .collect();
+            let header = FrameHeader::decode(&head[..FRAME_HEADER_LEN])
+                .expect("the ring holds frames this sender encoded");
+            let frame_len = FRAME_HEADER_LEN + header.body_len as usize + self.trailer_len();
+            if at + frame_len > written {
+                let envelope = frame::decode_message_fields(&header, &head[FRAME_HEADER_LEN..])
+                    .expect("the ring holds frames this sender encoded");
+                let payload_at = at + MESSAGE_HEADER_LEN;
+                let payload: Vec<u8> = self
+                    .bytes
+                    .range(payload_at..payload_at + header.payload_len())
+                    .copied()
+                    .collect();
+                unsent.push(Outgoing::new(envelope, payload));
+            }
+            at += frame_len;
+        }
+        self.bytes.clear();
+        self.planned = 0;
+        self.used = [0; 2];
+        unsent
     }
 }
 
 /// Whole ring frames planned together.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct RingRun {
-    /// Bytes of the run not yet written.
+    /// Bytes of the run.
     pub(super) len: usize,
+    /// Bytes of the run already written. The run stays in the ring until it is all written,
+    /// so that the frames not yet out can still be read back if the connection is lost.
+    pub(super) written: usize,
     /// Bytes of the run per lane, given back to the lanes once the run is written.
     pub(super) lane_bytes: [usize; 2],
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 
 use crate::config::{ConnectionConfig, ReceiveLimits};
-use crate::message::{Envelope, Outgoing};
+use crate::message::{Envelope, MessageKind, Outgoing};
 
 /// Streams waiting or in progress, in the order they were accepted.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub(super) struct StreamQueue {
 pub(super) struct OutStream {
     pub(super) envelope: Envelope,
     pub(super) total_len: u64,
+    /// The whole payload, to hand back if the stream is never completed.
+    pub(super) payload: Bytes,
     /// The part of the payload not yet planned.
     pub(super) rest: Bytes,
     /// Set when the stream-begin frame is planned.
@@ -77,7 +79,8 @@ impl StreamQueue {
         self.queue.push_back(OutStream {
             envelope: message.envelope,
             total_len: message.payload.len() as u64,
-            rest: message.payload,
+            rest: message.payload.clone(),
+            payload: message.payload,
             id: None,
             ring_mark,
             waits_for_key,
@@ -123,13 +126,14 @@ impl StreamQueue {
         id
     }
 
-    /// Removes a fully planned stream and lets the next stream of its key go.
-    pub(super) fn finish(&mut self, index: usize) {
-        let Some(stream) = self.queue.remove(index) else {
-            return;
-        };
-        self.open -= 1;
-        self.open_bytes -= stream.total_len;
+    /// Removes a stream, fully planned or given up, and lets the next stream of its key go.
+    pub(super) fn remove(&mut self, index: usize) -> Option<OutStream> {
+        let stream = self.queue.remove(index)?;
+        if stream.id.is_some() {
+            self.open -= 1;
+            self.open_bytes -= stream.total_len;
+        }
+        self.queued_bytes -= stream.rest.len() as u64;
         if index < self.cursor {
             self.cursor -= 1;
         }
@@ -140,12 +144,37 @@ impl StreamQueue {
         });
         if remaining == Some(0) {
             self.per_key.remove(&key);
-        } else if let Some(next) = self
-            .queue
-            .iter_mut()
-            .find(|s| s.envelope.key == key && s.waits_for_key)
-        {
-            next.waits_for_key = false;
+        } else if !stream.waits_for_key {
+            // It was its key's head: the next stream of the key may go.
+            if let Some(next) = self
+                .queue
+                .iter_mut()
+                .find(|s| s.envelope.key == key && s.waits_for_key)
+            {
+                next.waits_for_key = false;
+            }
         }
+        Some(stream)
+    }
+
+    /// The index of the stream carrying the ask or reply `correlation_id`.
+    pub(super) fn find(&self, kind: MessageKind, correlation_id: u64) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|s| s.envelope.kind == kind && s.envelope.correlation_id == correlation_id)
+    }
+
+    /// Takes out every stream, as the messages they carry.
+    pub(super) fn take_all(&mut self) -> Vec<Outgoing> {
+        let unsent = self
+            .queue
+            .drain(..)
+            .map(|s| Outgoing::new(s.envelope, s.payload))
+            .collect();
+        // Stream ids are never reused on a connection, even after a reset.
+        let next_id = self.next_id;
+        *self = Self::new(self.queue.capacity());
+        self.next_id = next_id;
+        unsent
     }
 }
