@@ -1,0 +1,78 @@
+//! The async-std layer: a task and a timer from async-std, and its TCP types.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::{ConnectError, Connection, Inbox, Options, Runtime, Sleep};
+
+/// async-std as a [`Runtime`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStd;
+
+impl Runtime for AsyncStd {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        async_std::task::spawn(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Box::pin(async_std::task::sleep(
+            deadline.saturating_duration_since(Instant::now()),
+        ))
+    }
+}
+
+/// Connects over TCP to `addr` and completes the handshake.
+///
+/// # Errors
+///
+/// The connect's I/O error, or the handshake's failure.
+pub async fn connect(
+    addr: impl ToSocketAddrs,
+    options: Options,
+) -> Result<(Connection, Inbox), ConnectError> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    wrap(stream, options).await
+}
+
+/// Accepts the next TCP connection on `listener` and completes the handshake.
+///
+/// # Errors
+///
+/// The accept's I/O error, or the handshake's failure.
+pub async fn accept(
+    listener: &TcpListener,
+    options: Options,
+) -> Result<(Connection, Inbox), ConnectError> {
+    let (stream, _) = listener.accept().await?;
+    stream.set_nodelay(true)?;
+    wrap(stream, options).await
+}
+
+/// Runs a connection over any async-std byte stream (TLS included) and completes the
+/// handshake.
+///
+/// # Errors
+///
+/// The handshake's failure.
+pub async fn wrap<S>(stream: S, options: Options) -> Result<(Connection, Inbox), ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    crate::start(Arc::new(AsyncStd), stream, options).await
+}
+
+/// Binds a TCP listener, for symmetry with [`accept`].
+///
+/// # Errors
+///
+/// The bind's I/O error.
+pub async fn listen(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

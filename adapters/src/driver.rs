@@ -1,0 +1,243 @@
+//! The driver task: moves bytes between the transport and the sans-IO connection, wakes it
+//! at its deadlines, and hands what arrives to the user.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_io::{AsyncRead, AsyncWrite};
+use ringwire_core::{AskError, Event};
+use tracing::{debug, warn};
+
+use crate::connection::{Delivery, Request, Shared, Why};
+use crate::runtime::{Runtime, Sleep};
+
+/// Bytes read from the transport at once.
+const READ_SIZE: usize = 64 * 1024;
+/// Slices offered to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// The future that drives one connection until it is closed or lost.
+pub(crate) struct Driver<S, R> {
+    io: S,
+    runtime: Arc<R>,
+    shared: Arc<Shared>,
+    /// Input not yet taken by the connection.
+    input: BytesMut,
+    /// Where reads land before they join `input`.
+    read_buf: Box<[u8]>,
+    sleep: Option<(Instant, Sleep)>,
+    /// The transport has been shut down after a clean close.
+    shut_down: bool,
+}
+
+impl<S, R> Driver<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    pub(crate) fn new(io: S, runtime: Arc<R>, shared: Arc<Shared>) -> Self {
+        Self {
+            io,
+            runtime,
+            shared,
+            input: BytesMut::with_capacity(READ_SIZE),
+            read_buf: vec![0; READ_SIZE].into_boxed_slice(),
+            sleep: None,
+            shut_down: false,
+        }
+    }
+
+    /// Writes as much output as the transport takes now. Returns whether any was written.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        let mut wrote = false;
+        let mut blocked = false;
+        let mut state = self.shared.lock();
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = state.conn.transmit(&mut slices);
+            if count == 0 {
+                break;
+            }
+            // The lock is held for one non-blocking write, never across an await.
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(written)) => {
+                    state.conn.advance(written);
+                    wrote = true;
+                }
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        drop(state);
+        if wrote {
+            self.shared.space.notify(usize::MAX);
+        }
+        // Flush once everything is handed over (a TLS stream holds records until then). Not
+        // after a blocked write: some transports drop the write's wake-up when flushed.
+        if !blocked {
+            if let Poll::Ready(Err(error)) = Pin::new(&mut self.io).poll_flush(cx) {
+                return Err(error);
+            }
+        }
+        Ok(wrote)
+    }
+
+    /// Reads what the transport has and feeds it to the connection. Returns whether anything
+    /// was read; reading pauses while the inbox holds more than its bound.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        if self.shared.inbox_over_bound() {
+            return Ok(false);
+        }
+        match Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf) {
+            Poll::Ready(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Poll::Ready(Ok(read)) => {
+                self.input.extend_from_slice(&self.read_buf[..read]);
+                let mut state = self.shared.lock();
+                if let Err(error) = state.conn.handle_input(&mut self.input, Instant::now()) {
+                    warn!(%error, "closing the connection");
+                    state.why = Some(Why::Failed(error.to_string()));
+                }
+                Ok(true)
+            }
+            Poll::Ready(Err(error)) => Err(error),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Fires the connection's timer when due and arms the next one.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let next = self.shared.lock().conn.poll_timeout();
+        let Some(deadline) = next else {
+            self.sleep = None;
+            return false;
+        };
+        if self.sleep.as_ref().is_none_or(|(at, _)| *at != deadline) {
+            self.sleep = Some((deadline, self.runtime.sleep_until(deadline)));
+        }
+        let (_, sleep) = self.sleep.as_mut().expect("armed above");
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.sleep = None;
+        self.shared.lock().conn.handle_timeout(Instant::now());
+        true
+    }
+
+    /// Hands the connection's events to the user. Returns whether the connection is closed.
+    fn dispatch(&mut self) -> bool {
+        let mut closed = false;
+        loop {
+            let mut state = self.shared.lock();
+            let Some(event) = state.conn.poll_event() else {
+                return closed;
+            };
+            match event {
+                Event::Connected(agreed) => {
+                    debug!(version = agreed.version, "connected");
+                    drop(state);
+                    self.shared.connected.notify(usize::MAX);
+                }
+                Event::Tell(message) => {
+                    drop(state);
+                    self.shared.deliver(Delivery::Tell(message));
+                }
+                Event::Ask(message) => {
+                    drop(state);
+                    let request = Request::new(message, self.shared.clone());
+                    self.shared.deliver(Delivery::Ask(request));
+                }
+                Event::Reply(message) => {
+                    let id = message.envelope.correlation_id;
+                    if let Some(waiter) = state.asks.remove(&id) {
+                        let _ = waiter.send(Ok(message));
+                    }
+                }
+                Event::AskFailed {
+                    correlation_id,
+                    error,
+                } => {
+                    if let Some(waiter) = state.asks.remove(&correlation_id) {
+                        let _ = waiter.send(Err(error));
+                    }
+                }
+                Event::AskCancelled { correlation_id } => {
+                    debug!(correlation_id, "peer cancelled its ask");
+                }
+                Event::Unsent(messages) => {
+                    warn!(
+                        count = messages.len(),
+                        "connection lost with messages unsent"
+                    );
+                    state.unsent.extend(messages);
+                }
+                Event::Closed { clean } => {
+                    if state.why.is_none() {
+                        state.why = Some(if clean { Why::Closed } else { Why::Lost });
+                    }
+                    for (_, waiter) in state.asks.drain() {
+                        let _ = waiter.send(Err(AskError::ConnectionLost));
+                    }
+                    closed = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Marks the connection lost after a transport error.
+    fn lose(&mut self, error: &io::Error) {
+        let mut state = self.shared.lock();
+        if state.why.is_none() {
+            debug!(%error, "transport failed");
+            state.why = Some(Why::Failed(error.to_string()));
+        }
+        state.conn.handle_connection_lost();
+    }
+}
+
+impl<S, R> Future for Driver<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.shared.lock().driver_waker = Some(cx.waker().clone());
+        loop {
+            if this.shut_down {
+                return Poll::Ready(());
+            }
+            let mut progress = false;
+            match this.poll_write(cx) {
+                Ok(wrote) => progress |= wrote,
+                Err(error) => this.lose(&error),
+            }
+            match this.poll_read(cx) {
+                Ok(read) => progress |= read,
+                Err(error) => this.lose(&error),
+            }
+            progress |= this.poll_timer(cx);
+            if this.dispatch() {
+                this.shared.finish();
+                // Best effort: tell the peer's transport we are done.
+                let _ = Pin::new(&mut this.io).poll_close(cx);
+                this.shut_down = true;
+                continue;
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+}
