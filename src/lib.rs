@@ -12,7 +12,6 @@
 
 pub use ringwire_core::*;
 
-/// Typed messages: rkyv archives named by a stable type hash, validated before they are read.
 pub mod typed;
 pub use typed::{DecodeBuffer, Message, Typed, TypedError};
 

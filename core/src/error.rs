@@ -4,7 +4,7 @@ use crate::message::Outgoing;
 
 /// A message the [`Sender`](crate::Sender) did not accept. The message is handed back whole;
 /// nothing of it was queued or written.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The payload is larger than the largest message the peer accepts. Split it, or raise
