@@ -71,8 +71,8 @@ pub struct Sender {
     plan: VecDeque<Segment>,
     /// Bytes in `plan` not yet written.
     plan_bytes: usize,
-    /// Connection frames waiting to be planned.
-    controls: VecDeque<Control>,
+    /// Connection frames waiting to be planned, each with the ring position it must follow.
+    controls: VecDeque<(Control, u64)>,
     /// Whose turn it is to plan the next segment, so ring runs and chunks alternate.
     ring_turn: bool,
     metrics: SendMetrics,
@@ -309,16 +309,19 @@ impl Sender {
         };
         if let Some(stream) = self.streams.remove(index) {
             if let Some(stream_id) = stream.id {
+                // Ahead of any later stream-begin: the peer must free this stream's
+                // reservation before it counts a new one.
                 self.controls
-                    .push_back(Control::StreamAbort { stream_id, code });
+                    .push_back((Control::StreamAbort { stream_id, code }, 0));
             }
         }
         true
     }
 
-    /// Queues a connection frame, to go out before any message not yet planned.
+    /// Queues a connection frame. It goes out before any message not yet planned, except the
+    /// ring frames accepted before it, which it follows.
     pub(crate) fn send_control(&mut self, control: Control) {
-        self.controls.push_back(control);
+        self.controls.push_back((control, self.ring.pushed_total));
     }
 
     /// Takes back every accepted message that is not completely written, and empties the
@@ -377,15 +380,22 @@ impl Sender {
     /// Planning little ahead is what bounds head-of-line delay: a message accepted now waits
     /// only for what is already planned.
     fn fill_plan(&mut self) {
-        // Connection frames are small and go first.
-        while self.plan.len() + 3 <= PLAN_CAPACITY {
-            let Some(control) = self.controls.pop_front() else {
-                break;
-            };
-            self.plan_control(&control);
-        }
         // A chunk takes up to four segments: inline headers, data, trailer and end marker.
-        while self.plan.len() + 4 <= PLAN_CAPACITY && self.plan_bytes < self.config.chunk_size() {
+        while self.plan.len() + 4 <= PLAN_CAPACITY {
+            // Connection frames are small and go first, once the ring frames accepted before
+            // them are planned: a cancel never overtakes the ask it cancels.
+            let ring_planned = self.ring.planned_total;
+            let ready = self
+                .controls
+                .iter()
+                .position(|(_, mark)| *mark <= ring_planned);
+            if let Some((control, _)) = ready.and_then(|index| self.controls.remove(index)) {
+                self.plan_control(&control);
+                continue;
+            }
+            if self.plan_bytes >= self.config.chunk_size() {
+                break;
+            }
             // After a stream chunk the ring goes first, so a frame accepted now leaves right
             // after what is already planned.
             let planned = if self.ring_turn && self.plan_ring() {

@@ -149,6 +149,9 @@ impl Ring {
         self.bytes.clear();
         self.planned = 0;
         self.used = [0; 2];
+        // Everything accepted counts as planned now, so streams and connection frames that
+        // wait for earlier ring frames are not left waiting for bytes that will never come.
+        self.planned_total = self.pushed_total;
         unsent
     }
 }

@@ -10,137 +10,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use tracing::{debug, warn};
 
 use crate::config::ConnectionConfig;
-use crate::error::{ProtocolError, SendError};
+use crate::error::SendError;
 use crate::frame::{Control, MAX_REASON_LEN};
-use crate::handshake::{HELLO_FRAME_LEN, HandshakeError, Hello, Negotiated};
-use crate::message::{Envelope, Incoming, Lane, MessageKind, Outgoing, Route};
+use crate::handshake::{HELLO_FRAME_LEN, Hello, Negotiated};
+use crate::message::{Envelope, Lane, MessageKind, Outgoing, Route};
 use crate::metrics::{AskMetrics, Metrics};
 use crate::receiver::{Inbound, Receiver};
 use crate::sender::Sender;
 
-/// Why a refused or aborted message was refused, as carried on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RefuseCode {
-    /// The receiver does not know the message's type hash.
-    UnknownType,
-    /// The receiver has no room for it.
-    OverBudget,
-    /// The asker cancelled.
-    Cancelled,
-    /// The receiver's handler failed.
-    HandlerFailed,
-    /// A code this version does not know.
-    Other(u32),
-}
+mod types;
 
-impl RefuseCode {
-    /// The wire value.
-    pub fn to_wire(self) -> u32 {
-        match self {
-            Self::UnknownType => 1,
-            Self::OverBudget => 2,
-            Self::Cancelled => 3,
-            Self::HandlerFailed => 4,
-            Self::Other(code) => code,
-        }
-    }
-
-    /// The code for a wire value.
-    pub fn from_wire(code: u32) -> Self {
-        match code {
-            1 => Self::UnknownType,
-            2 => Self::OverBudget,
-            3 => Self::Cancelled,
-            4 => Self::HandlerFailed,
-            other => Self::Other(other),
-        }
-    }
-}
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConnectionState {
-    /// Waiting for the peer's `HELLO`; nothing can be sent yet.
-    Handshaking,
-    /// Messages flow both ways.
-    Open,
-    /// One side asked to close: no new message is accepted, accepted ones are finished.
-    Closing,
-    /// Done, cleanly or not; see the [`Event::Closed`] that said so.
-    Closed,
-}
-
-/// Why an ask got no reply.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AskError {
-    /// Its deadline passed. The peer was told to drop it.
-    #[error("the ask's deadline passed")]
-    DeadlineExceeded,
-    /// The peer refused it.
-    #[error("the peer refused the ask ({code:?}): {reason}")]
-    Refused {
-        /// Why, as a code.
-        code: RefuseCode,
-        /// Why, in the peer's words.
-        reason: String,
-    },
-    /// The peer closed the connection before replying.
-    #[error("the peer closed the connection before replying")]
-    Closed,
-    /// The connection was lost before the reply arrived. The peer may or may not have
-    /// handled the ask.
-    #[error("the connection was lost before the reply arrived")]
-    ConnectionLost,
-}
-
-/// Why a connection failed. It cannot be used any more; drop its transport.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectionError {
-    /// The handshake failed: not a ringwire peer, or no common version.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
-    /// The peer broke the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(#[from] ProtocolError),
-}
-
-/// What a connection tells its user. Read them with [`Connection::poll_event`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// The handshake is done; messages may be sent.
-    Connected(Negotiated),
-    /// A one-way message.
-    Tell(Incoming),
-    /// A request to answer with [`Connection::reply`] or [`Connection::refuse`], by its
-    /// `envelope.correlation_id`.
-    Ask(Incoming),
-    /// The answer to one of this side's asks.
-    Reply(Incoming),
-    /// One of this side's asks will get no reply.
-    AskFailed {
-        /// The ask's correlation id.
-        correlation_id: u64,
-        /// Why.
-        error: AskError,
-    },
-    /// The peer no longer wants the reply to its ask; a reply is no longer needed.
-    AskCancelled {
-        /// The ask's correlation id.
-        correlation_id: u64,
-    },
-    /// The connection was lost with these accepted messages not completely written. They were
-    /// not delivered; send them again elsewhere or report them.
-    Unsent(Vec<Outgoing>),
-    /// The connection is over.
-    Closed {
-        /// Whether both sides closed gracefully, every accepted message written.
-        clean: bool,
-    },
-}
+pub use types::{AskError, ConnectionError, ConnectionState, Event, RefuseCode};
 
 /// The sender and receiver, built once the handshake has agreed their settings.
 #[derive(Debug)]
@@ -472,8 +352,8 @@ impl Connection {
         }
         self.close.ours = Some((0, reason_bytes(reason)));
         if self.state == ConnectionState::Handshaking {
-            // Nothing was accepted; there is nothing to drain.
-            self.finish(true);
+            // Nothing was accepted and the peer cannot be told: end here, not cleanly.
+            self.finish(false);
             return;
         }
         self.state = ConnectionState::Closing;
@@ -634,11 +514,12 @@ impl Connection {
                 debug!(?envelope, code, "peer aborted a stream");
             }
             Inbound::Cancel { correlation_id } => {
+                // A reply may already be streaming: stop it whether or not the ask is open.
+                if let Some(link) = &mut self.link {
+                    let code = RefuseCode::Cancelled.to_wire();
+                    link.sender.abort(MessageKind::Reply, correlation_id, code);
+                }
                 if self.asks.incoming.remove(&correlation_id).is_some() {
-                    if let Some(link) = &mut self.link {
-                        let code = RefuseCode::Cancelled.to_wire();
-                        link.sender.abort(MessageKind::Reply, correlation_id, code);
-                    }
                     self.events
                         .push_back(Event::AskCancelled { correlation_id });
                 }
