@@ -4,24 +4,28 @@
 //! failure prints the `BOLERO_RANDOM_SEED` that replays it.
 //!
 //! Two kinds of input: bytes the receiver must survive whatever they are (arbitrary bytes,
-//! and sequences of frames that break the rules now and then), and valid traffic from a
-//! `Sender` that is then damaged. Each runs with and without the CRC32C trailer, and the
-//! outcome is compared with a reference decoder written from docs/PROTOCOL.md.
+//! and sequences of message and connection frames that break the rules now and then), and
+//! valid traffic from a `Sender` that is then damaged. Each runs with and without the CRC32C
+//! trailer, and the outcome is compared with a reference decoder written from
+//! docs/PROTOCOL.md: through `Receiver::decode`, where a connection frame is an error, and
+//! for the first two also through `Receiver::decode_frame`, which hands them out.
 
 mod common;
 mod damage;
 mod reference;
+mod soup;
 
 use bolero::check;
-use bolero::generator::{TypeGenerator, produce};
+use bolero::generator::produce;
 use bytes::BytesMut;
 use ringwire_core::{
-    BufferConfig, ConnectionConfig, FRAME_HEADER_LEN, Incoming, Outgoing, ProtocolError,
-    ReceiveLimits, Receiver, Route,
+    BufferConfig, ConnectionConfig, Inbound, Incoming, Outgoing, ProtocolError, ReceiveLimits,
+    Receiver, Route,
 };
 
 use damage::{DamageKind, Traffic};
-use reference::{Outcome, reference_decode};
+use reference::{FrameOutcome, Held, Outcome, reference_decode, reference_decode_frames};
+use soup::FrameSoup;
 
 const KIB: usize = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -44,44 +48,83 @@ fn pieces(seed: u64) -> impl FnMut() -> usize {
     }
 }
 
-/// Feeds `data` to `receiver` in pieces of the sizes `piece` gives, decoding after each
-/// piece. Checks on every call what must hold whatever the input: no panic, the reassembly
-/// gauge within the budget, open streams within their limit, every message within the size
-/// limits, and after an error the same error on every later call.
-fn feed(mut receiver: Receiver, data: &[u8], mut piece: impl FnMut() -> usize) -> Outcome {
-    let limits = *receiver.limits();
+/// Feeds `data` to `receiver` in pieces of the sizes `piece` gives, decoding with `decode`
+/// after each piece and handing each item to `take`. Checks on every call what must hold
+/// whatever the input: no panic, the reassembly gauge within the budget, open streams within
+/// their limit, and after an error the same error on every later call. Returns that error.
+fn feed_with<T>(
+    receiver: &mut Receiver,
+    data: &[u8],
+    mut piece: impl FnMut() -> usize,
+    decode: fn(&mut Receiver, &mut BytesMut) -> Result<Option<T>, ProtocolError>,
+    mut take: impl FnMut(&Receiver, T),
+) -> Option<ProtocolError> {
     let mut input = BytesMut::new();
-    let mut messages = Vec::new();
     let mut rest = data;
     loop {
-        let take = piece().max(1).min(rest.len());
-        input.extend_from_slice(&rest[..take]);
-        rest = &rest[take..];
+        let take_len = piece().max(1).min(rest.len());
+        input.extend_from_slice(&rest[..take_len]);
+        rest = &rest[take_len..];
         loop {
-            let result = receiver.decode(&mut input);
-            check_gauges(&receiver);
+            let result = decode(receiver, &mut input);
+            check_gauges(receiver);
             match result {
-                Ok(Some(message)) => {
-                    check_size(&message, &limits);
-                    messages.push(message);
-                }
+                Ok(Some(item)) => take(receiver, item),
                 Ok(None) => break,
                 Err(error) => {
-                    check_error_is_final(&mut receiver, &error, &mut input, rest);
-                    return Outcome {
-                        messages,
-                        error: Some(error),
-                    };
+                    check_error_is_final(receiver, &error, &mut input, rest);
+                    return Some(error);
                 }
             }
         }
         if rest.is_empty() {
-            return Outcome {
-                messages,
-                error: None,
-            };
+            return None;
         }
     }
+}
+
+/// Feeds `data` through [`Receiver::decode`], for a byte stream of messages only, and checks
+/// every message against the size limits.
+fn feed(mut receiver: Receiver, data: &[u8], piece: impl FnMut() -> usize) -> Outcome {
+    let limits = *receiver.limits();
+    let mut messages = Vec::new();
+    let error = feed_with(
+        &mut receiver,
+        data,
+        piece,
+        Receiver::decode,
+        |_, message| {
+            check_size(&message, &limits);
+            messages.push(message);
+        },
+    );
+    Outcome { messages, error }
+}
+
+/// Feeds `data` through [`Receiver::decode_frame`], checks every message against the size
+/// limits, and notes after each item what the open streams hold: after a stream abort, the
+/// reservation must be back to what the streams still open reserve.
+fn feed_frames(mut receiver: Receiver, data: &[u8], piece: impl FnMut() -> usize) -> FrameOutcome {
+    let limits = *receiver.limits();
+    let mut items = Vec::new();
+    let mut held = Vec::new();
+    let error = feed_with(
+        &mut receiver,
+        data,
+        piece,
+        Receiver::decode_frame,
+        |receiver, item| {
+            if let Inbound::Message(message) = &item {
+                check_size(message, &limits);
+            }
+            items.push(item);
+            held.push(Held {
+                streams: receiver.open_streams(),
+                reserved: receiver.metrics().reassembly_bytes_in_use,
+            });
+        },
+    );
+    FrameOutcome { items, held, error }
 }
 
 fn check_gauges(receiver: &Receiver) {
@@ -117,7 +160,7 @@ fn check_size(message: &Incoming, limits: &ReceiveLimits) {
     }
 }
 
-/// After `error`, every call returns it again, whatever input follows.
+/// After `error`, every call of either decoder returns it again, whatever input follows.
 fn check_error_is_final(
     receiver: &mut Receiver,
     error: &ProtocolError,
@@ -125,8 +168,13 @@ fn check_error_is_final(
     rest: &[u8],
 ) {
     assert_eq!(receiver.decode(input).as_ref(), Err(error));
+    assert_eq!(receiver.decode_frame(input).as_ref(), Err(error));
     assert_eq!(
         receiver.decode(&mut BytesMut::from(rest)).as_ref(),
+        Err(error)
+    );
+    assert_eq!(
+        receiver.decode_frame(&mut BytesMut::from(rest)).as_ref(),
         Err(error)
     );
     assert_eq!(receiver.decode(&mut BytesMut::new()).as_ref(), Err(error));
@@ -177,8 +225,8 @@ fn small_receivers(crc32c: bool) -> Vec<Receiver> {
 }
 
 /// Arbitrary bytes, up to 4 KiB, split arbitrarily (the first byte picks the splits), to
-/// every small receiver with and without trailers; the outcome must be the reference
-/// decoder's. 3000 inputs.
+/// every small receiver with and without trailers, through `decode` and through
+/// `decode_frame`; each outcome must be the reference decoder's. 3000 inputs.
 #[test]
 fn receiver_survives_arbitrary_bytes() {
     check!()
@@ -194,194 +242,37 @@ fn receiver_survives_arbitrary_bytes() {
                     let outcome = feed(receiver, data, pieces(seed.into()));
                     assert_eq!(outcome, reference_decode(data, &limits, crc32c));
                 }
+                for receiver in small_receivers(crc32c) {
+                    let limits = *receiver.limits();
+                    let outcome = feed_frames(receiver, data, pieces(seed.into()));
+                    assert_eq!(outcome, reference_decode_frames(data, &limits, crc32c));
+                }
             }
         });
 }
 
-/// One frame of a [`FrameSoup`]. Most frames keep the rules; `honest` and `size` decide how
-/// often ids, offsets, lengths and trailers break them or sit right at a limit.
-#[derive(Debug, TypeGenerator)]
-struct SoupFrame {
-    /// 0: message, 1: stream begin, 2: chunk.
-    #[generator(0..3u8)]
-    kind: u8,
-    #[generator(0..=2u8)]
-    message_kind: u8,
-    key: u8,
-    /// Payload of a message, data of a chunk, or total of a small stream.
-    #[generator(0..2048u16)]
-    len: u16,
-    /// Below 160 a small size from `len`; up to 191 a size at a limit, give or take one
-    /// byte; above that a size from `large_total`, up to the message limit and an eighth.
-    size: u8,
-    #[generator(0..1_500_000u32)]
-    large_total: u32,
-    /// Which open stream a chunk goes to, or which limit a size sits at.
-    pick: u8,
-    /// Below 240 the frame keeps the rules on ids, offsets and lengths; up to 247 a chunk
-    /// misses them by a little; above that ids and offsets are arbitrary; at 255 the
-    /// trailer is wrong too.
-    honest: u8,
-}
-
-/// Frames with consistent lengths and mostly valid fields, now and then breaking a rule or
-/// sitting at a limit, plus possibly one arbitrary header: input that gets past the frame
-/// header and reaches the stream rules and the limits, which arbitrary bytes seldom do.
-#[derive(Debug, TypeGenerator)]
-struct FrameSoup {
-    frames: Vec<SoupFrame>,
-    junk: Option<(u8, [u8; FRAME_HEADER_LEN])>,
-    crc32c: bool,
-    split_seed: u64,
-}
-
-impl FrameSoup {
-    /// The wire bytes for a receiver with `limits`.
-    fn encode(&self, limits: &ReceiveLimits) -> Vec<u8> {
-        struct Open {
-            id: u64,
-            total: u64,
-            received: u64,
-        }
-        // Sizes mostly within the limits, some above them.
-        let above = |limit: u64| (limit + limit / 16 + 1).min(2048) as u16;
-        let (message_cap, stream_cap) = (
-            above(limits.max_frame_payload.min(limits.max_message_size)),
-            above(limits.max_message_size),
-        );
-        let mut wire = Vec::new();
-        let mut open: Vec<Open> = Vec::new();
-        let mut next_id = 0u64;
-        for (index, frame) in self.frames.iter().enumerate() {
-            if let Some((at, header)) = &self.junk {
-                if usize::from(*at) == index {
-                    wire.extend_from_slice(header);
-                }
-            }
-            let start = wire.len();
-            let reserved: u64 = open.iter().map(|stream| stream.total).sum();
-            let at_limit = [
-                limits.max_message_size,
-                limits.max_frame_payload,
-                limits.reassembly_budget.saturating_sub(reserved),
-            ][usize::from(frame.pick % 3)];
-            // One below, at, or one above.
-            let at_limit = (at_limit + u64::from(frame.pick / 3 % 3)).saturating_sub(1);
-            let cap = if frame.kind == 0 {
-                message_cap
-            } else {
-                stream_cap
-            };
-            let small = u64::from(frame.len % cap);
-            let size = match frame.size {
-                0..160 => small,
-                // Filled in for real only when small, to keep inputs cheap.
-                160..192 if at_limit <= 4096 => at_limit,
-                160..192 => small,
-                _ => u64::from(frame.large_total) % (limits.max_message_size * 9 / 8 + 1),
-            };
-            // An honest chunk needs an open stream; without one it is a message instead.
-            let kind = match frame.kind {
-                2 if frame.honest < 248 && open.is_empty() => 0,
-                kind => kind,
-            };
-            match kind {
-                0 => {
-                    let len = size.min(4096) as usize;
-                    put_header(&mut wire, 0x01, frame.message_kind, 20 + len);
-                    put_envelope_fields(&mut wire, frame.key.into(), index as u64, 0);
-                    wire.extend_from_slice(&common::payload(len, index as u64));
-                }
-                1 => {
-                    let id = if frame.honest < 248 {
-                        next_id
-                    } else {
-                        u64::from(frame.pick % 8)
-                    };
-                    next_id = next_id.max(id + 1);
-                    put_header(&mut wire, 0x02, frame.message_kind, 36);
-                    wire.extend_from_slice(&id.to_le_bytes());
-                    put_envelope_fields(&mut wire, frame.key.into(), index as u64, 0);
-                    wire.extend_from_slice(&size.to_le_bytes());
-                    open.retain(|stream| stream.id != id);
-                    if size > 0 {
-                        open.push(Open {
-                            id,
-                            total: size,
-                            received: 0,
-                        });
-                    }
-                }
-                _ => {
-                    let data_len = size.clamp(1, 4096);
-                    let target = (frame.honest < 248).then(|| usize::from(frame.pick) % open.len());
-                    let (id, offset, len) = match target {
-                        Some(i) => {
-                            let stream = &open[i];
-                            let left = stream.total - stream.received;
-                            let (offset, len) = match frame.honest {
-                                0..240 => (stream.received, data_len.min(left)),
-                                // A near miss: one byte early, late or too long, or empty.
-                                _ => match frame.honest % 4 {
-                                    0 => (stream.received + 1, data_len.min(left)),
-                                    1 => (stream.received.saturating_sub(1), data_len.min(left)),
-                                    2 => (stream.received, left + 1),
-                                    _ => (stream.received, 0),
-                                },
-                            };
-                            (stream.id, offset, len)
-                        }
-                        None => (
-                            u64::from(frame.pick % 8),
-                            u64::from(frame.large_total % 4096),
-                            data_len,
-                        ),
-                    };
-                    put_header(&mut wire, 0x03, 0, 16 + len as usize);
-                    wire.extend_from_slice(&id.to_le_bytes());
-                    wire.extend_from_slice(&offset.to_le_bytes());
-                    wire.extend_from_slice(&common::payload(len as usize, index as u64));
-                    if let Some(i) = target {
-                        open[i].received += len;
-                        if open[i].received >= open[i].total {
-                            open.remove(i);
-                        }
-                    }
-                }
-            }
-            if self.crc32c {
-                let crc = crc32c::crc32c(&wire[start..]) ^ u32::from(frame.honest == 255);
-                wire.extend_from_slice(&crc.to_le_bytes());
-            }
-        }
-        wire
-    }
-}
-
-fn put_header(wire: &mut Vec<u8>, kind: u8, flags: u8, body_len: usize) {
-    wire.extend_from_slice(&[kind, flags, 0, 0]);
-    wire.extend_from_slice(&(body_len as u32).to_le_bytes());
-}
-
-fn put_envelope_fields(wire: &mut Vec<u8>, key: u64, correlation_id: u64, type_hash: u32) {
-    wire.extend_from_slice(&key.to_le_bytes());
-    wire.extend_from_slice(&correlation_id.to_le_bytes());
-    wire.extend_from_slice(&type_hash.to_le_bytes());
-}
-
-/// Frame sequences that mostly keep the rules, to every small receiver, split arbitrarily;
-/// the outcome must be the reference decoder's. 1500 inputs.
+/// Frame sequences that mostly keep the rules, message and connection frames alike, to every
+/// small receiver, split arbitrarily, through `decode_frame` and through `decode`; each
+/// outcome must be the reference decoder's, down to what the open streams hold after each
+/// item. 1500 inputs.
 #[test]
 fn receiver_keeps_limits_on_frame_soup() {
     check!()
         .with_type::<FrameSoup>()
         .with_iterations(1500)
         .for_each(|soup| {
-            for receiver in small_receivers(soup.crc32c) {
+            let crc32c = soup.crc32c;
+            for receiver in small_receivers(crc32c) {
+                let limits = *receiver.limits();
+                let wire = soup.encode(&limits);
+                let outcome = feed_frames(receiver, &wire, pieces(soup.split_seed));
+                assert_eq!(outcome, reference_decode_frames(&wire, &limits, crc32c));
+            }
+            for receiver in small_receivers(crc32c) {
                 let limits = *receiver.limits();
                 let wire = soup.encode(&limits);
                 let outcome = feed(receiver, &wire, pieces(soup.split_seed));
-                assert_eq!(outcome, reference_decode(&wire, &limits, soup.crc32c));
+                assert_eq!(outcome, reference_decode(&wire, &limits, crc32c));
             }
         });
 }
