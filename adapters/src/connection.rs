@@ -138,11 +138,15 @@ impl Shared {
     }
 
     pub(crate) fn deliver(&self, delivery: Delivery) {
-        self.inbox_bytes
-            .fetch_add(delivery.payload_len(), Ordering::Relaxed);
-        // The inbox lives as long as this `Shared`; a closed inbox means the user dropped it,
-        // and then the delivery is dropped with it.
-        let _ = self.inbox.try_send(delivery);
+        let len = delivery.payload_len();
+        self.inbox_bytes.fetch_add(len, Ordering::Relaxed);
+        // The channel is unbounded and lives as long as this `Shared`, so a send fails only
+        // when the user dropped the inbox: the delivery goes with it, and must not count
+        // against the bound, or reading would stop for replies too.
+        if self.inbox.try_send(delivery).is_err() {
+            self.inbox_bytes.fetch_sub(len, Ordering::Relaxed);
+            tracing::debug!(len, "inbox dropped; delivery discarded");
+        }
     }
 
     pub(crate) fn inbox_over_bound(&self) -> bool {
