@@ -1,7 +1,6 @@
 //! The async-std layer: a task and a timer from async-std, and its TCP types.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,33 +26,7 @@ impl Runtime for AsyncStd {
     }
 }
 
-/// Connects over TCP to `addr` and completes the handshake.
-///
-/// # Errors
-///
-/// The connect's I/O error, or the handshake's failure.
-pub async fn connect(
-    addr: impl ToSocketAddrs,
-    options: Options,
-) -> Result<(Connection, Inbox), ConnectError> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    wrap(stream, options).await
-}
-
-/// Accepts the next TCP connection on `listener` and completes the handshake.
-///
-/// # Errors
-///
-/// The accept's I/O error, or the handshake's failure.
-pub async fn accept(
-    listener: &TcpListener,
-    options: Options,
-) -> Result<(Connection, Inbox), ConnectError> {
-    let (stream, _) = listener.accept().await?;
-    stream.set_nodelay(true)?;
-    wrap(stream, options).await
-}
+tcp_entry_points!();
 
 /// Runs a connection over any async-std byte stream (TLS included) and completes the
 /// handshake.
@@ -66,13 +39,4 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     crate::start(Arc::new(AsyncStd), stream, options).await
-}
-
-/// Binds a TCP listener, for symmetry with [`accept`].
-///
-/// # Errors
-///
-/// The bind's I/O error.
-pub async fn listen(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

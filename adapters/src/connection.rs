@@ -245,14 +245,9 @@ impl Connection {
         type_hash: u32,
         payload: impl Into<Bytes>,
     ) -> Result<Route, SendError> {
-        let message = Outgoing::new(
-            ringwire_core::Envelope {
-                type_hash,
-                ..ringwire_core::Envelope::tell(key)
-            },
-            payload,
-        );
-        self.shared.send_waiting(message).await
+        self.shared
+            .send_waiting(tell_message(key, type_hash, payload))
+            .await
     }
 
     /// Like [`tell`](Self::tell), but never waits: when the send queues are full the message
@@ -267,14 +262,7 @@ impl Connection {
         type_hash: u32,
         payload: impl Into<Bytes>,
     ) -> Result<Route, SendError> {
-        let message = Outgoing::new(
-            ringwire_core::Envelope {
-                type_hash,
-                ..ringwire_core::Envelope::tell(key)
-            },
-            payload,
-        );
-        self.shared.send(message)
+        self.shared.send(tell_message(key, type_hash, payload))
     }
 
     /// Sends a request to `key` and waits for its reply, at most `timeout`.
@@ -384,6 +372,14 @@ impl Connection {
             listener.await;
         }
     }
+}
+
+fn tell_message(key: u64, type_hash: u32, payload: impl Into<Bytes>) -> Outgoing {
+    let envelope = ringwire_core::Envelope {
+        type_hash,
+        ..ringwire_core::Envelope::tell(key)
+    };
+    Outgoing::new(envelope, payload)
 }
 
 /// Cancels an ask whose future was dropped before its reply came.

@@ -20,6 +20,51 @@ mod connection;
 mod driver;
 mod runtime;
 
+/// `connect`, `accept` and `listen` of a runtime's layer: the same code in every runtime, over
+/// the `TcpStream`, `TcpListener`, `ToSocketAddrs` and `wrap` of the module that invokes it.
+#[cfg(any(feature = "tokio", feature = "async-std", feature = "smol"))]
+macro_rules! tcp_entry_points {
+    () => {
+        /// Connects over TCP to `addr`, with `TCP_NODELAY`, and completes the handshake.
+        ///
+        /// # Errors
+        ///
+        /// The connect's I/O error, or the handshake's failure.
+        pub async fn connect(
+            addr: impl ToSocketAddrs,
+            options: Options,
+        ) -> Result<(Connection, Inbox), ConnectError> {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            wrap(stream, options).await
+        }
+
+        /// Accepts the next TCP connection on `listener`, sets `TCP_NODELAY`, and completes
+        /// the handshake.
+        ///
+        /// # Errors
+        ///
+        /// The accept's I/O error, or the handshake's failure.
+        pub async fn accept(
+            listener: &TcpListener,
+            options: Options,
+        ) -> Result<(Connection, Inbox), ConnectError> {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            wrap(stream, options).await
+        }
+
+        /// Binds a TCP listener, for [`accept`].
+        ///
+        /// # Errors
+        ///
+        /// The bind's I/O error.
+        pub async fn listen(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
+            TcpListener::bind(addr).await
+        }
+    };
+}
+
 #[cfg(feature = "async-std")]
 pub mod async_std;
 #[cfg(feature = "smol")]

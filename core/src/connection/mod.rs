@@ -16,7 +16,7 @@ use crate::handshake::{HELLO_FRAME_LEN, Hello, Negotiated};
 use crate::message::{Envelope, Lane, MessageKind, Outgoing, Route};
 use crate::metrics::{AskMetrics, Metrics};
 use crate::receiver::{Inbound, Receiver};
-use crate::sender::Sender;
+use crate::sender::{Sender, copy_out};
 
 mod types;
 
@@ -437,12 +437,7 @@ impl Connection {
     pub fn transmit_into(&mut self, dst: &mut Vec<u8>, max: usize) -> usize {
         let mut slices = [IoSlice::new(&[]); 40];
         let count = self.transmit(&mut slices);
-        let mut copied = 0;
-        for slice in &slices[..count] {
-            let take = slice.len().min(max - copied);
-            dst.extend_from_slice(&slice[..take]);
-            copied += take;
-        }
+        let copied = copy_out(&slices[..count], dst, max);
         self.advance(copied);
         copied
     }

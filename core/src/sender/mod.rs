@@ -350,15 +350,7 @@ impl Sender {
     pub fn transmit_into(&mut self, dst: &mut Vec<u8>, max: usize) -> usize {
         let mut slices = [IoSlice::new(&[]); PLAN_CAPACITY + 1];
         let count = self.transmit(&mut slices);
-        let mut copied = 0;
-        for slice in &slices[..count] {
-            let take = slice.len().min(max - copied);
-            dst.extend_from_slice(&slice[..take]);
-            copied += take;
-            if copied == max {
-                break;
-            }
-        }
+        let copied = copy_out(&slices[..count], dst, max);
         self.advance(copied);
         copied
     }
@@ -529,6 +521,20 @@ impl StreamReason {
             Self::OrderedBehindStream => "behind a stream with the same key",
         }
     }
+}
+
+/// Appends up to `max` bytes of `slices` to `dst`, in order, and returns how many.
+pub(crate) fn copy_out(slices: &[IoSlice<'_>], dst: &mut Vec<u8>, max: usize) -> usize {
+    let mut copied = 0;
+    for slice in slices {
+        let take = slice.len().min(max - copied);
+        dst.extend_from_slice(&slice[..take]);
+        copied += take;
+        if copied == max {
+            break;
+        }
+    }
+    copied
 }
 
 const fn lane_index(lane: Lane) -> usize {
