@@ -99,8 +99,24 @@ pub(crate) struct State {
     pub(crate) why: Option<Why>,
 }
 
+/// Held by every [`Connection`] handle and by the [`Inbox`]: when the last of them is dropped,
+/// nobody can use the connection any more, and it closes gracefully.
+#[derive(Debug)]
+struct Users {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.conn.close("every handle was dropped");
+        Shared::wake_driver(&state);
+    }
+}
+
 impl Shared {
-    pub(crate) fn new(options: &Options) -> (Arc<Self>, Inbox) {
+    /// The shared state, the first handle and the inbox.
+    pub(crate) fn new(options: &Options) -> (Arc<Self>, Connection, Inbox) {
         let (sender, receiver) = async_channel::unbounded();
         let shared = Arc::new(Self {
             state: Mutex::new(State {
@@ -116,11 +132,19 @@ impl Shared {
             inbox_bytes: AtomicUsize::new(0),
             inbox_bound: options.inbox_bytes,
         });
+        let users = Arc::new(Users {
+            shared: shared.clone(),
+        });
+        let connection = Connection {
+            shared: shared.clone(),
+            _users: users.clone(),
+        };
         let inbox = Inbox {
             receiver,
             shared: shared.clone(),
+            _users: users,
         };
-        (shared, inbox)
+        (shared, connection, inbox)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -197,16 +221,15 @@ impl Shared {
 }
 
 /// A handle to send on a connection. Cheap to clone; any number of tasks may send at once.
+///
+/// The connection closes gracefully once every handle and its [`Inbox`] are dropped.
 #[derive(Clone, Debug)]
 pub struct Connection {
     shared: Arc<Shared>,
+    _users: Arc<Users>,
 }
 
 impl Connection {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-
     /// Payloads up to this size on `lane` go through the ring; larger ones stream.
     pub fn streaming_threshold(&self, lane: Lane) -> usize {
         self.shared.lock().conn.streaming_threshold(lane)
@@ -489,6 +512,7 @@ impl Drop for Request {
 pub struct Inbox {
     receiver: async_channel::Receiver<Delivery>,
     shared: Arc<Shared>,
+    _users: Arc<Users>,
 }
 
 impl Inbox {

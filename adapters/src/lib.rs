@@ -100,10 +100,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
-    let (shared, inbox) = connection::Shared::new(&options);
-    let driver = driver::Driver::new(stream, runtime.clone(), shared.clone());
+    let (shared, connection, inbox) = connection::Shared::new(&options);
+    let driver = driver::Driver::new(stream, runtime.clone(), shared);
     runtime.spawn(Box::pin(driver));
-    let connection = Connection::new(shared);
 
     let deadline = std::time::Instant::now() + options.handshake_timeout;
     let connected = Box::pin(connection.wait_connected());
