@@ -3,8 +3,10 @@
 //! two.
 //!
 //! Nothing here touches a socket, a clock, a thread or a runtime. A [`Sender`] turns messages
-//! into bytes to write; a [`Receiver`] turns bytes read back into messages. The runtime
-//! adapters move the bytes.
+//! into bytes to write; a [`Receiver`] turns bytes read back into messages. A [`Connection`]
+//! joins the two behind the [`Hello`] handshake and adds asks with deadlines, cancels,
+//! refusals and a graceful close; time is passed in and [`Connection::poll_timeout`] says when
+//! to come back. The runtime adapters move the bytes.
 //!
 //! ```text
 //!  send(Outgoing)                                                 decode(&mut BytesMut)
