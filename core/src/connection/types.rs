@@ -93,7 +93,7 @@ pub enum ConnectionError {
     Protocol(#[from] ProtocolError),
 }
 
-/// What a connection tells its user. Read them with [`Connection::poll_event`].
+/// What a connection tells its user. Read them with [`Connection::poll_event`](crate::Connection::poll_event).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -101,7 +101,7 @@ pub enum Event {
     Connected(Negotiated),
     /// A one-way message.
     Tell(Incoming),
-    /// A request to answer with [`Connection::reply`] or [`Connection::refuse`], by its
+    /// A request to answer with [`Connection::reply`](crate::Connection::reply) or [`Connection::refuse`](crate::Connection::refuse), by its
     /// `envelope.correlation_id`.
     Ask(Incoming),
     /// The answer to one of this side's asks.
