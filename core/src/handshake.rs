@@ -24,7 +24,10 @@ const MAX_HELLO_BODY_LEN: usize = 1024;
 /// Length of a whole `HELLO` frame.
 pub const HELLO_FRAME_LEN: usize = FRAME_HEADER_LEN + HELLO_BODY_LEN;
 
-/// Bit of the `features` field asking for a CRC32C trailer on every frame.
+/// Bit of the `features` field asking for a CRC32C trailer on every frame. Other bits are
+/// offers of features this version does not know, and are ignored: a feature is on only when
+/// both sides set its bit, and refusing unknown bits would stop a later version from offering
+/// anything to this one.
 const FEATURE_CRC32C: u32 = 1;
 
 /// What one side announces in its `HELLO`.
