@@ -10,6 +10,7 @@
 //! docs/PROTOCOL.md: through `Receiver::decode`, where a connection frame is an error, and
 //! for the first two also through `Receiver::decode_frame`, which hands them out.
 
+mod checks;
 mod common;
 mod damage;
 mod reference;
@@ -23,6 +24,7 @@ use ringwire_core::{
     Receiver, Route,
 };
 
+use checks::{check_error_is_final, check_gauges, check_size};
 use damage::{DamageKind, Traffic};
 use reference::{FrameOutcome, Held, Outcome, reference_decode, reference_decode_frames};
 use soup::FrameSoup;
@@ -30,28 +32,11 @@ use soup::FrameSoup;
 const KIB: usize = 1024;
 const MIB: u64 = 1024 * 1024;
 
-/// Sizes of successive pieces of input, drawn from `seed`: single bytes, a few bytes, up to
-/// a few KiB, or all that is left.
-fn pieces(seed: u64) -> impl FnMut() -> usize {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let size = (state >> 8) as usize;
-        match state % 4 {
-            0 => 1,
-            1 => size % 16 + 1,
-            2 => size % (4 * KIB) + 1,
-            _ => usize::MAX,
-        }
-    }
+/// Input pieces for the harnesses: up to a few KiB.
+fn pieces_of(seed: u64) -> impl FnMut() -> usize {
+    checks::pieces(seed, 4 * KIB)
 }
 
-/// Feeds `data` to `receiver` in pieces of the sizes `piece` gives, decoding with `decode`
-/// after each piece and handing each item to `take`. Checks on every call what must hold
-/// whatever the input: no panic, the reassembly gauge within the budget, open streams within
-/// their limit, and after an error the same error on every later call. Returns that error.
 fn feed_with<T>(
     receiver: &mut Receiver,
     data: &[u8],
@@ -127,61 +112,6 @@ fn feed_frames(mut receiver: Receiver, data: &[u8], piece: impl FnMut() -> usize
     FrameOutcome { items, held, error }
 }
 
-fn check_gauges(receiver: &Receiver) {
-    let limits = receiver.limits();
-    let in_use = receiver.metrics().reassembly_bytes_in_use;
-    assert!(
-        in_use <= limits.reassembly_budget,
-        "{in_use} bytes reserved, budget {}",
-        limits.reassembly_budget
-    );
-    assert!(
-        receiver.open_streams() <= limits.max_inbound_streams as usize,
-        "{} streams open, limit {}",
-        receiver.open_streams(),
-        limits.max_inbound_streams
-    );
-}
-
-fn check_size(message: &Incoming, limits: &ReceiveLimits) {
-    let len = message.payload.len() as u64;
-    assert!(
-        len <= limits.max_message_size,
-        "{:?} message of {len} bytes handed out, max_message_size {}",
-        message.route,
-        limits.max_message_size
-    );
-    if message.route == Route::Ring {
-        assert!(
-            len <= limits.max_frame_payload,
-            "ring message of {len} bytes handed out, max_frame_payload {}",
-            limits.max_frame_payload
-        );
-    }
-}
-
-/// After `error`, every call of either decoder returns it again, whatever input follows.
-fn check_error_is_final(
-    receiver: &mut Receiver,
-    error: &ProtocolError,
-    input: &mut BytesMut,
-    rest: &[u8],
-) {
-    assert_eq!(receiver.decode(input).as_ref(), Err(error));
-    assert_eq!(receiver.decode_frame(input).as_ref(), Err(error));
-    assert_eq!(
-        receiver.decode(&mut BytesMut::from(rest)).as_ref(),
-        Err(error)
-    );
-    assert_eq!(
-        receiver.decode_frame(&mut BytesMut::from(rest)).as_ref(),
-        Err(error)
-    );
-    assert_eq!(receiver.decode(&mut BytesMut::new()).as_ref(), Err(error));
-    assert_eq!(receiver.metrics().protocol_errors, 1);
-    check_gauges(receiver);
-}
-
 /// Receivers with limits small enough for random input to reach them: a message limit just
 /// above the largest ring frame, a message limit far below the ring, and (only without
 /// trailers, since a handshake builds its receiver from a configuration) a ring frame limit
@@ -239,12 +169,12 @@ fn receiver_survives_arbitrary_bytes() {
             for crc32c in [false, true] {
                 for receiver in small_receivers(crc32c) {
                     let limits = *receiver.limits();
-                    let outcome = feed(receiver, data, pieces(seed.into()));
+                    let outcome = feed(receiver, data, pieces_of(seed.into()));
                     assert_eq!(outcome, reference_decode(data, &limits, crc32c));
                 }
                 for receiver in small_receivers(crc32c) {
                     let limits = *receiver.limits();
-                    let outcome = feed_frames(receiver, data, pieces(seed.into()));
+                    let outcome = feed_frames(receiver, data, pieces_of(seed.into()));
                     assert_eq!(outcome, reference_decode_frames(data, &limits, crc32c));
                 }
             }
@@ -265,13 +195,13 @@ fn receiver_keeps_limits_on_frame_soup() {
             for receiver in small_receivers(crc32c) {
                 let limits = *receiver.limits();
                 let wire = soup.encode(&limits);
-                let outcome = feed_frames(receiver, &wire, pieces(soup.split_seed));
+                let outcome = feed_frames(receiver, &wire, pieces_of(soup.split_seed));
                 assert_eq!(outcome, reference_decode_frames(&wire, &limits, crc32c));
             }
             for receiver in small_receivers(crc32c) {
                 let limits = *receiver.limits();
                 let wire = soup.encode(&limits);
-                let outcome = feed(receiver, &wire, pieces(soup.split_seed));
+                let outcome = feed(receiver, &wire, pieces_of(soup.split_seed));
                 assert_eq!(outcome, reference_decode(&wire, &limits, crc32c));
             }
         });
@@ -334,7 +264,7 @@ fn damaged_traffic_yields_sent_messages_or_an_error() {
             assert_eq!(reference_decode(&wire, &limits, traffic.crc32c), clean);
 
             let (damaged, kind) = traffic.damaged(&wire);
-            let outcome = feed(traffic.receiver(), &damaged, pieces(traffic.split_seed));
+            let outcome = feed(traffic.receiver(), &damaged, pieces_of(traffic.split_seed));
             assert_eq!(outcome, reference_decode(&damaged, &limits, traffic.crc32c));
             match kind {
                 DamageKind::None => assert_eq!(outcome, clean),

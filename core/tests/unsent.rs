@@ -8,6 +8,7 @@
 //! proptest cuts random exchanges at random points. `PROPTEST_CASES` overrides the case
 //! count.
 
+mod checks;
 mod common;
 
 use std::collections::HashMap;
@@ -173,24 +174,6 @@ fn message(index: u32, kind: MessageKind, key: u64, size: usize) -> Outgoing {
     Outgoing::new(envelope, common::large_payload(size, index.into()))
 }
 
-/// Sizes of successive writes, drawn from `seed`: single bytes, a few bytes, up to twice the
-/// threshold, or as much as the sender offers.
-fn pieces(seed: u64, threshold: usize) -> impl FnMut() -> usize {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let size = (state >> 8) as usize;
-        match state % 4 {
-            0 => 1,
-            1 => size % 16 + 1,
-            2 => size % (2 * threshold) + 1,
-            _ => usize::MAX,
-        }
-    }
-}
-
 impl Exchange {
     /// Runs the exchange over a connection that carries `cut` bytes and then no more: the
     /// receiver sees exactly what the sender wrote before the cut. Steps after the cut still
@@ -251,7 +234,7 @@ impl Exchange {
                 }
             }
         }
-        let mut piece = pieces(self.piece_seed, threshold);
+        let mut piece = checks::pieces(self.piece_seed, 2 * threshold);
         while write(&mut link, piece())? > 0 {}
         Ok(link)
     }

@@ -51,11 +51,7 @@ fn check_prefixes(wire: &[u8]) -> Option<Hello> {
         expected.copy_from_slice(&wire[..HELLO_FRAME_LEN]);
         expected[44] &= 1;
         expected[45..48].fill(0);
-        assert_eq!(
-            hello.encode(),
-            expected,
-            "{hello:?} encodes to other bytes"
-        );
+        assert_eq!(hello.encode(), expected, "{hello:?} encodes to other bytes");
     }
     Some(hello)
 }

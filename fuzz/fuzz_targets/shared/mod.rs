@@ -6,9 +6,12 @@
 //! compare the receiver with the same reading of docs/PROTOCOL.md.
 
 use bytes::BytesMut;
+
+#[path = "../../../core/tests/checks/mod.rs"]
+mod checks;
+pub(crate) use checks::{check_error_is_final, check_gauges, check_size};
 use ringwire_core::{
-    BufferConfig, ConnectionConfig, Hello, Inbound, Incoming, ProtocolError, ReceiveLimits,
-    Receiver, Route,
+    BufferConfig, ConnectionConfig, Hello, Inbound, ProtocolError, ReceiveLimits, Receiver,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -54,22 +57,9 @@ fn agreed(config: &ConnectionConfig) -> ringwire_core::Negotiated {
     hello.negotiate(&hello).expect("usable limits")
 }
 
-/// Sizes of successive pieces of input, drawn from `seed`: single bytes, a few bytes, up to
-/// a few KiB, or all that is left.
+/// Sizes of successive pieces of input, drawn from `seed`: up to 4 KiB at a time.
 pub(crate) fn pieces(seed: u64) -> impl FnMut() -> usize {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let size = (state >> 8) as usize;
-        match state % 4 {
-            0 => 1,
-            1 => size % 16 + 1,
-            2 => size % 4096 + 1,
-            _ => usize::MAX,
-        }
-    }
+    checks::pieces(seed, 4096)
 }
 
 /// Feeds `data` to `receiver` through [`Receiver::decode_frame`] in pieces of the sizes
@@ -109,55 +99,4 @@ pub(crate) fn feed_frames(
             return (items, None);
         }
     }
-}
-
-/// The reassembly gauge within the budget and the open streams within their limit.
-pub(crate) fn check_gauges(receiver: &Receiver) {
-    let limits = receiver.limits();
-    let in_use = receiver.metrics().reassembly_bytes_in_use;
-    assert!(
-        in_use <= limits.reassembly_budget,
-        "{in_use} bytes reserved, budget {}",
-        limits.reassembly_budget
-    );
-    assert!(
-        receiver.open_streams() <= limits.max_inbound_streams as usize,
-        "{} streams open, limit {}",
-        receiver.open_streams(),
-        limits.max_inbound_streams
-    );
-}
-
-/// A message handed out is within the message limit, and a ring message within the frame
-/// limit.
-pub(crate) fn check_size(message: &Incoming, limits: &ReceiveLimits) {
-    let len = message.payload.len() as u64;
-    assert!(
-        len <= limits.max_message_size,
-        "{len}-byte message handed out, max_message_size {}",
-        limits.max_message_size
-    );
-    if message.route == Route::Ring {
-        assert!(
-            len <= limits.max_frame_payload,
-            "{len}-byte ring message handed out, max_frame_payload {}",
-            limits.max_frame_payload
-        );
-    }
-}
-
-/// After `error`, both decoders return it again, whatever input follows.
-fn check_error_is_final(
-    receiver: &mut Receiver,
-    error: &ProtocolError,
-    input: &mut BytesMut,
-    rest: &[u8],
-) {
-    assert_eq!(receiver.decode(input).as_ref(), Err(error));
-    assert_eq!(receiver.decode_frame(input).as_ref(), Err(error));
-    let mut more = BytesMut::from(rest);
-    assert_eq!(receiver.decode_frame(&mut more).as_ref(), Err(error));
-    assert_eq!(receiver.decode(&mut BytesMut::new()).as_ref(), Err(error));
-    assert_eq!(receiver.metrics().protocol_errors, 1);
-    check_gauges(receiver);
 }

@@ -1,0 +1,85 @@
+//! What must hold of a `Receiver` whatever its input, and a way to cut input into pieces.
+//! Shared by the bolero harnesses, the unsent-accounting tests and (included by path) the
+//! cargo-fuzz targets in fuzz/, so that all of them judge the receiver the same way.
+
+#![allow(dead_code, unreachable_pub)]
+
+use bytes::BytesMut;
+use ringwire_core::{Incoming, ProtocolError, ReceiveLimits, Receiver, Route};
+
+/// Sizes of successive pieces, drawn from `seed`: single bytes, a few bytes, up to `up_to`
+/// bytes, or all that is left.
+pub(crate) fn pieces(seed: u64, up_to: usize) -> impl FnMut() -> usize {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let size = (state >> 8) as usize;
+        match state % 4 {
+            0 => 1,
+            1 => size % 16 + 1,
+            2 => size % up_to + 1,
+            _ => usize::MAX,
+        }
+    }
+}
+
+/// Reservations within the budget and open streams within their limit.
+pub(crate) fn check_gauges(receiver: &Receiver) {
+    let limits = receiver.limits();
+    let in_use = receiver.metrics().reassembly_bytes_in_use;
+    assert!(
+        in_use <= limits.reassembly_budget,
+        "{in_use} bytes reserved, budget {}",
+        limits.reassembly_budget
+    );
+    assert!(
+        receiver.open_streams() <= limits.max_inbound_streams as usize,
+        "{} streams open, limit {}",
+        receiver.open_streams(),
+        limits.max_inbound_streams
+    );
+}
+
+/// A message handed out is within the message limit, and a ring message within the frame
+/// limit.
+pub(crate) fn check_size(message: &Incoming, limits: &ReceiveLimits) {
+    let len = message.payload.len() as u64;
+    assert!(
+        len <= limits.max_message_size,
+        "{:?} message of {len} bytes handed out, max_message_size {}",
+        message.route,
+        limits.max_message_size
+    );
+    if message.route == Route::Ring {
+        assert!(
+            len <= limits.max_frame_payload,
+            "ring message of {len} bytes handed out, max_frame_payload {}",
+            limits.max_frame_payload
+        );
+    }
+}
+
+/// After `error`, every call of either decoder returns it again, whatever input follows; it
+/// is counted once, and the gauges still hold.
+pub(crate) fn check_error_is_final(
+    receiver: &mut Receiver,
+    error: &ProtocolError,
+    input: &mut BytesMut,
+    rest: &[u8],
+) {
+    assert_eq!(receiver.decode(input).as_ref(), Err(error));
+    assert_eq!(receiver.decode_frame(input).as_ref(), Err(error));
+    assert_eq!(
+        receiver.decode(&mut BytesMut::from(rest)).as_ref(),
+        Err(error)
+    );
+    assert_eq!(
+        receiver.decode_frame(&mut BytesMut::from(rest)).as_ref(),
+        Err(error)
+    );
+    assert_eq!(receiver.decode(&mut BytesMut::new()).as_ref(), Err(error));
+    assert_eq!(receiver.metrics().protocol_errors, 1);
+    check_gauges(receiver);
+}
