@@ -20,7 +20,7 @@ use crate::metrics::SendMetrics;
 mod ring;
 mod streams;
 
-use ring::{Ring, RingRun, ring_range};
+use ring::{Ring, RingRun};
 use streams::StreamQueue;
 
 /// Segments planned for output at once. Small enough to scan on every call, large enough to
@@ -228,28 +228,29 @@ impl Sender {
         self.fill_plan();
 
         let this: &'a Self = self;
-        let (front, back) = this.ring.bytes.as_slices();
+        // Ring runs lie one after the other from the first unwritten frame.
+        let ring = this.ring.live();
         let mut ring_offset = 0;
         let mut used = 0;
         for segment in &this.plan {
-            let parts: [&'a [u8]; 2] = match segment {
+            let part: &'a [u8] = match segment {
                 Segment::Ring(run) => {
-                    let unwritten = run.len - run.written;
-                    let parts = ring_range(front, back, ring_offset + run.written, unwritten);
+                    let part = &ring[ring_offset + run.written..ring_offset + run.len];
                     ring_offset += run.len;
-                    parts
+                    part
                 }
-                Segment::Inline(inline) => [&inline.buf[inline.start..inline.end], &[]],
-                Segment::Data(data) => [&data[..], &[]],
+                Segment::Inline(inline) => &inline.buf[inline.start..inline.end],
+                Segment::Data(data) => &data[..],
                 Segment::End(_) => continue,
             };
-            for part in parts.into_iter().filter(|part| !part.is_empty()) {
-                if used == dst.len() {
-                    return used;
-                }
-                dst[used] = IoSlice::new(part);
-                used += 1;
+            if part.is_empty() {
+                continue;
             }
+            if used == dst.len() {
+                return used;
+            }
+            dst[used] = IoSlice::new(part);
+            used += 1;
         }
         used
     }

@@ -1,41 +1,35 @@
 //! The ring: small messages copied in as whole frames, both lanes in one allocation.
 
-use std::collections::VecDeque;
-
 use crate::config::{BufferConfig, ConnectionConfig};
 use crate::frame::{self, CRC_LEN, FRAME_HEADER_LEN, FrameHeader, MESSAGE_HEADER_LEN};
 use crate::message::{MessageKind, Outgoing};
 
 use super::lane_index;
 
-/// The bytes `[offset, offset + len)` of a ring whose contents are `front` then `back`.
-pub(super) fn ring_range<'a>(
-    front: &'a [u8],
-    back: &'a [u8],
-    offset: usize,
-    len: usize,
-) -> [&'a [u8]; 2] {
-    if offset >= front.len() {
-        let start = offset - front.len();
-        [&back[start..start + len], &[]]
-    } else {
-        let first = len.min(front.len() - offset);
-        [&front[offset..offset + first], &back[..len - first]]
-    }
-}
-
 /// Ring frames of both lanes in one allocation, in the order they were accepted, so that
 /// frames leave in that order whatever their lane. Each lane's use is counted against its own
-/// [`BufferConfig`], so the allocation (the sum of both sizes) can never overflow.
+/// [`BufferConfig`].
+///
+/// Frames lie whole and contiguous, so a frame is written with two copies into place, its
+/// header is read back with plain loads, and a run of frames goes out as one slice. The
+/// live frames are `bytes[head..]`. Once the ring is empty it starts again at the front; when
+/// a frame does not fit behind the end, the live frames move to the front first. The
+/// allocation is the two lanes' sizes plus the larger of them, which is what makes that move
+/// always leave room: the live bytes plus the new frame never exceed the two lanes' sizes,
+/// and between two moves at least the larger lane's size is written, so moving costs at
+/// most one extra copy of each byte and usually none.
 #[derive(Debug)]
 pub(super) struct Ring {
-    pub(super) bytes: VecDeque<u8>,
+    /// Frames accepted, from `head` on. Never grows past the capacity reserved at the start.
+    bytes: Vec<u8>,
+    /// Where the first frame not yet written starts.
+    head: usize,
     /// Whether each frame ends with a CRC32C trailer.
     crc32c: bool,
     /// Bytes per lane accepted and not yet written.
     pub(super) used: [usize; 2],
-    /// Bytes at the front of `bytes` already in the plan.
-    pub(super) planned: usize,
+    /// Bytes after `head` already in the plan.
+    planned: usize,
     /// Bytes ever pushed and ever planned; a stream opens only once every ring frame accepted
     /// before it is planned, which keeps per-key order when a key moves from ring to stream.
     pub(super) pushed_total: u64,
@@ -44,12 +38,11 @@ pub(super) struct Ring {
 
 impl Ring {
     pub(super) fn new(config: &ConnectionConfig, crc32c: bool) -> Self {
-        let capacity = config.tell_buffer_config().ring_buffer_size()
-            + config.ask_buffer_config().ring_buffer_size();
-        let mut bytes = VecDeque::new();
-        bytes.reserve_exact(capacity);
+        let tell = config.tell_buffer_config().ring_buffer_size();
+        let ask = config.ask_buffer_config().ring_buffer_size();
         Self {
-            bytes,
+            bytes: Vec::with_capacity(tell + ask + tell.max(ask)),
+            head: 0,
             crc32c,
             used: [0; 2],
             planned: 0,
@@ -59,7 +52,7 @@ impl Ring {
     }
 
     pub(super) fn has_unplanned(&self) -> bool {
-        self.planned < self.bytes.len()
+        self.head + self.planned < self.bytes.len()
     }
 
     pub(super) fn trailer_len(&self) -> usize {
@@ -69,16 +62,23 @@ impl Ring {
     /// Copies the message in as one frame if its lane has room.
     pub(super) fn try_push(&mut self, message: &Outgoing, lane_config: BufferConfig) -> bool {
         let lane = lane_index(message.envelope.lane());
-        let frame_len = MESSAGE_HEADER_LEN + message.payload.len() + self.trailer_len();
+        let payload = &message.payload[..];
+        let frame_len = MESSAGE_HEADER_LEN + payload.len() + self.trailer_len();
         if self.used[lane] + frame_len > lane_config.ring_buffer_size() {
             return false;
         }
-        let header = frame::encode_message_header(&message.envelope, message.payload.len());
-        self.bytes.extend(&header);
-        self.bytes.extend(&message.payload[..]);
+        if self.bytes.len() + frame_len > self.bytes.capacity() {
+            // Move the live frames to the front. They and this frame fit in the two lanes'
+            // sizes, which is less than the capacity: the vector does not reallocate.
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+        let header = frame::encode_message_header(&message.envelope, payload.len());
+        self.bytes.extend_from_slice(&header);
+        self.bytes.extend_from_slice(payload);
         if self.crc32c {
-            let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &message.payload);
-            self.bytes.extend(&crc.to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&header), payload);
+            self.bytes.extend_from_slice(&crc.to_le_bytes());
         }
         self.used[lane] += frame_len;
         self.pushed_total += frame_len as u64;
@@ -87,18 +87,17 @@ impl Ring {
 
     /// Takes whole unplanned frames, at least one, until about `quantum` bytes.
     pub(super) fn plan_run(&mut self, quantum: usize) -> Option<RingRun> {
+        let start = self.head + self.planned;
+        let unplanned = &self.bytes[start..];
+        let trailer = self.trailer_len();
         let mut run = RingRun::default();
-        while self.planned + run.len < self.bytes.len() && run.len < quantum {
-            let at = self.planned + run.len;
-            let flags = self.bytes[at + 1];
-            let body_len = u32::from_le_bytes([
-                self.bytes[at + 4],
-                self.bytes[at + 5],
-                self.bytes[at + 6],
-                self.bytes[at + 7],
-            ]) as usize;
-            let frame_len = FRAME_HEADER_LEN + body_len + self.trailer_len();
-            let kind = MessageKind::from_wire(flags).unwrap_or(MessageKind::Tell);
+        while run.len < unplanned.len() && run.len < quantum {
+            let head: &[u8; FRAME_HEADER_LEN] = unplanned[run.len..run.len + FRAME_HEADER_LEN]
+                .try_into()
+                .expect("a whole header");
+            let body_len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            let frame_len = FRAME_HEADER_LEN + body_len + trailer;
+            let kind = MessageKind::from_wire(head[1]).unwrap_or(MessageKind::Tell);
             run.lane_bytes[lane_index(kind.lane())] += frame_len;
             run.len += frame_len;
         }
@@ -110,12 +109,22 @@ impl Ring {
         Some(run)
     }
 
-    /// Drops a fully written run from the front and gives its lanes back their room.
+    /// The frames not yet written, planned ones first, in the order they were accepted.
+    pub(super) fn live(&self) -> &[u8] {
+        &self.bytes[self.head..]
+    }
+
+    /// Drops a fully written run from the front and gives its lanes back their room. Runs
+    /// are released in the order they were planned.
     pub(super) fn release(&mut self, run: &RingRun) {
-        self.bytes.drain(..run.len);
+        self.head += run.len;
         self.planned -= run.len;
         for (used, freed) in self.used.iter_mut().zip(run.lane_bytes) {
             *used -= freed;
+        }
+        if self.head == self.bytes.len() {
+            self.bytes.clear();
+            self.head = 0;
         }
     }
 
@@ -123,13 +132,10 @@ impl Ring {
     /// messages they hold, and empties the ring.
     pub(super) fn take_unsent(&mut self, written: usize) -> Vec<Outgoing> {
         let mut unsent = Vec::new();
+        let live = &self.bytes[self.head..];
         let mut at = 0;
-        while at < self.bytes.len() {
-            let head: Vec<u8> = self
-                .bytes
-                .range(at..at + MESSAGE_HEADER_LEN)
-                .copied()
-                .collect();
+        while at < live.len() {
+            let head = &live[at..at + MESSAGE_HEADER_LEN];
             let header = FrameHeader::decode(&head[..FRAME_HEADER_LEN])
                 .expect("the ring holds frames this sender encoded");
             let frame_len = FRAME_HEADER_LEN + header.body_len as usize + self.trailer_len();
@@ -137,16 +143,13 @@ impl Ring {
                 let envelope = frame::decode_message_fields(&header, &head[FRAME_HEADER_LEN..])
                     .expect("the ring holds frames this sender encoded");
                 let payload_at = at + MESSAGE_HEADER_LEN;
-                let payload: Vec<u8> = self
-                    .bytes
-                    .range(payload_at..payload_at + header.payload_len())
-                    .copied()
-                    .collect();
+                let payload = live[payload_at..payload_at + header.payload_len()].to_vec();
                 unsent.push(Outgoing::new(envelope, payload));
             }
             at += frame_len;
         }
         self.bytes.clear();
+        self.head = 0;
         self.planned = 0;
         self.used = [0; 2];
         // Everything accepted counts as planned now, so streams and connection frames that
