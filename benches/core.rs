@@ -33,6 +33,8 @@ const MIB: usize = 1024 * KIB;
 
 /// Slices offered to `transmit` per call: more than the sender ever plans at once.
 const SLICES: usize = 64;
+/// A read right after a chunk's data takes at most this much, as in the adapters.
+const TAIL: usize = 1024;
 
 /// One benchmarked payload size.
 struct Case {
@@ -83,6 +85,8 @@ struct Pair {
     sender: Sender,
     receiver: Receiver,
     input: BytesMut,
+    /// The last read ended inside or at the end of a chunk's data.
+    after_chunk: bool,
 }
 
 impl Pair {
@@ -91,6 +95,7 @@ impl Pair {
             sender: Sender::new(config),
             receiver: Receiver::new(config),
             input: BytesMut::with_capacity(input_capacity),
+            after_chunk: false,
         }
     }
 
@@ -115,21 +120,53 @@ impl Pair {
             }
             let mut written = 0;
             for slice in &slices[..count] {
-                self.input.extend_from_slice(slice);
+                let mut rest: &[u8] = slice;
+                while !rest.is_empty() {
+                    let read = socket_read(
+                        &mut self.receiver,
+                        &mut self.input,
+                        &mut self.after_chunk,
+                        rest,
+                    );
+                    rest = &rest[read..];
+                    while let Some(message) = self.receiver.decode(&mut self.input).expect("valid")
+                    {
+                        black_box(&message);
+                        received += 1;
+                    }
+                }
                 written += slice.len();
             }
             self.sender.advance(written);
-
-            while let Some(message) = self.receiver.decode(&mut self.input).expect("valid") {
-                black_box(&message);
-                received += 1;
-            }
             // Gets the space of the decoded frames back once their payloads are dropped,
             // without allocating.
             self.input.reserve(written);
         }
         received
     }
+}
+
+/// Copies the front of `wire` the way the adapters read a socket, and returns how many bytes
+/// it took: straight into the stream's buffer while inside a chunk, otherwise into the input
+/// buffer, and only a short read right after a chunk.
+fn socket_read(
+    receiver: &mut Receiver,
+    input: &mut BytesMut,
+    after_chunk: &mut bool,
+    wire: &[u8],
+) -> usize {
+    if let Some(mut space) = receiver.chunk_space(input, usize::MAX) {
+        let read = space.len().min(wire.len());
+        space[..read].copy_from_slice(&wire[..read]);
+        space.fill(read);
+        *after_chunk = true;
+        return read;
+    }
+    let limit = if *after_chunk { TAIL } else { wire.len() };
+    let read = limit.min(wire.len());
+    input.extend_from_slice(&wire[..read]);
+    *after_chunk = false;
+    read
 }
 
 /// Copies `batch` payloads into `dst` one after the other.

@@ -2,7 +2,7 @@
 //! at its deadlines, and hands what arrives to the user.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,6 +18,9 @@ use crate::runtime::{Runtime, Sleep};
 
 /// Bytes read from the transport at once.
 const READ_SIZE: usize = 64 * 1024;
+/// Bytes read into the input buffer right after a chunk's data, enough for the next frame's
+/// header and some small frames behind it.
+const TAIL_SIZE: usize = 1024;
 /// Slices offered to one vectored write.
 const MAX_SLICES: usize = 64;
 
@@ -30,6 +33,8 @@ pub(crate) struct Driver<S, R> {
     input: BytesMut,
     /// Where reads land before they join `input`.
     read_buf: Box<[u8]>,
+    /// The last read ended a chunk's data: read little next, up to the next frame's header.
+    after_chunk: bool,
     sleep: Option<(Instant, Sleep)>,
     /// The transport has been shut down after a clean close.
     shut_down: bool,
@@ -47,6 +52,7 @@ where
             shared,
             input: BytesMut::with_capacity(READ_SIZE),
             read_buf: vec![0; READ_SIZE].into_boxed_slice(),
+            after_chunk: false,
             sleep: None,
             shut_down: false,
         }
@@ -93,18 +99,48 @@ where
 
     /// Reads what the transport has and feeds it to the connection. Returns whether anything
     /// was read; reading pauses while the inbox holds more than its bound.
+    ///
+    /// Inside a chunk, with no input waiting, the read goes straight into the stream's buffer
+    /// (and the bytes after the chunk, where the transport reads vectored, into a short tail),
+    /// so stream data is copied once less. Right after such a read the next read is short,
+    /// so that it stops near the next frame's header instead of taking most of the next
+    /// chunk into the input buffer.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         if self.shared.inbox_over_bound() {
             return Ok(false);
         }
-        match Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf) {
+        let mut guard = self.shared.lock();
+        let tail = &mut self.read_buf[..TAIL_SIZE];
+        let direct = read_into_chunk(&mut guard.conn, &self.input, &mut self.io, tail, cx);
+        let (result, tail_read) = match direct {
+            Some((result, tail_read)) => {
+                self.after_chunk = tail_read == 0;
+                (result, tail_read)
+            }
+            None => {
+                drop(guard);
+                let limit = if self.after_chunk {
+                    TAIL_SIZE
+                } else {
+                    READ_SIZE
+                };
+                let result = Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf[..limit]);
+                guard = self.shared.lock();
+                self.after_chunk = false;
+                let read = match result {
+                    Poll::Ready(Ok(read)) => read,
+                    _ => 0,
+                };
+                (result, read)
+            }
+        };
+        match result {
             Poll::Ready(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
-            Poll::Ready(Ok(read)) => {
-                self.input.extend_from_slice(&self.read_buf[..read]);
-                let mut state = self.shared.lock();
-                if let Err(error) = state.conn.handle_input(&mut self.input, Instant::now()) {
+            Poll::Ready(Ok(_)) => {
+                self.input.extend_from_slice(&self.read_buf[..tail_read]);
+                if let Err(error) = guard.conn.handle_input(&mut self.input, Instant::now()) {
                     warn!(%error, "closing the connection");
-                    state.why = Some(Why::Failed(error.to_string()));
+                    guard.why = Some(Why::Failed(error.to_string()));
                 }
                 Ok(true)
             }
@@ -202,6 +238,28 @@ where
         }
         state.conn.handle_connection_lost();
     }
+}
+
+/// Reads into the space the connection offers for the rest of a chunk's data, and what
+/// follows into `tail`, if the connection offers one. Returns the read's result and how many
+/// bytes went into `tail`.
+fn read_into_chunk<S: AsyncRead + Unpin>(
+    conn: &mut ringwire_core::Connection,
+    input: &BytesMut,
+    io: &mut S,
+    tail: &mut [u8],
+    cx: &mut Context<'_>,
+) -> Option<(Poll<io::Result<usize>>, usize)> {
+    let mut space = conn.chunk_space(input, READ_SIZE)?;
+    let room = space.len();
+    let mut buffers = [IoSliceMut::new(&mut space), IoSliceMut::new(tail)];
+    let result = Pin::new(io).poll_read_vectored(cx, &mut buffers);
+    let read = match &result {
+        Poll::Ready(Ok(read)) => *read,
+        _ => 0,
+    };
+    space.fill(read.min(room));
+    Some((result, read.saturating_sub(room)))
 }
 
 impl<S, R> Future for Driver<S, R>

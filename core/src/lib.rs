@@ -70,5 +70,5 @@ pub use handshake::{
 };
 pub use message::{Envelope, Incoming, Lane, MessageKind, Outgoing, Route};
 pub use metrics::{AskMetrics, Metrics, ReceiveMetrics, SendMetrics};
-pub use receiver::{Inbound, Receiver};
+pub use receiver::{ChunkSpace, Inbound, Receiver};
 pub use sender::Sender;

@@ -166,6 +166,45 @@ impl Receiver {
         self.abandon_streams();
     }
 
+    /// Room to read the rest of the current chunk's data into directly, once `src` is
+    /// drained; `None` anywhere else.
+    ///
+    /// Inside a chunk the next bytes on the wire belong to one stream, so a reader can put
+    /// them straight into that stream's buffer instead of into `src` and then copying them
+    /// again. The room is at most `max` bytes and never more than the chunk has left, so a
+    /// read into it cannot take bytes of the next frame. Read into it, then call
+    /// [`ChunkSpace::fill`] with the count; then call [`decode`](Self::decode) as usual, which
+    /// hands out the message once its last chunk is in.
+    ///
+    /// The stream's buffer grows here as it would for data in `src`: by doubling, never past
+    /// the stream's length. The room is zeroed first, since a read needs initialized bytes.
+    pub fn chunk_space(&mut self, src: &BytesMut, max: usize) -> Option<ChunkSpace<'_>> {
+        let DecodeState::ChunkData { id, remaining, crc } = self.state else {
+            return None;
+        };
+        if !src.is_empty() || max == 0 || self.failed.is_some() {
+            return None;
+        }
+        let stream = self
+            .streams
+            .get_mut(&id)
+            .expect("a chunk's stream stays open until its data is in");
+        let base = stream.data.len();
+        let len = remaining.min(max);
+        reserve_bounded(&mut stream.data, len, stream.total_len);
+        stream.data.resize(base + len, 0);
+        Some(ChunkSpace {
+            data: &mut stream.data,
+            state: &mut self.state,
+            crc32c: self.crc32c,
+            id,
+            remaining,
+            crc,
+            base,
+            kept: 0,
+        })
+    }
+
     /// Frees every partial stream, for example when the connection is gone. The reassembly
     /// gauge returns to zero.
     pub fn abandon_streams(&mut self) {
@@ -192,12 +231,16 @@ impl Receiver {
                             if src.len() < frame_len + trailer {
                                 return Ok(None);
                             }
-                            self.verify(&header, &src[..frame_len + trailer])?;
+                            if trailer > 0 {
+                                self.verify(&header, &src[..frame_len + trailer])?;
+                            }
                             let fields = &src[FRAME_HEADER_LEN..head_len];
                             let envelope = frame::decode_message_fields(&header, fields)?;
                             src.advance(head_len);
                             let payload = src.split_to(header.payload_len()).freeze();
-                            src.advance(trailer);
+                            if trailer > 0 {
+                                src.advance(trailer);
+                            }
                             let message = self.deliver(envelope, payload, Route::Ring);
                             return Ok(Some(Inbound::Message(message)));
                         }
@@ -491,12 +534,81 @@ impl Receiver {
 /// Appends `data`, growing the buffer by doubling but never past `total`, so memory follows
 /// the bytes received rather than the length claimed.
 fn append_bounded(buf: &mut Vec<u8>, data: &[u8], total: u64) {
-    let needed = buf.len() + data.len();
+    reserve_bounded(buf, data.len(), total);
+    buf.extend_from_slice(data);
+}
+
+/// Makes room for `additional` more bytes, growing by doubling but never past `total`.
+fn reserve_bounded(buf: &mut Vec<u8>, additional: usize, total: u64) {
+    let needed = buf.len() + additional;
     if needed > buf.capacity() {
         let target = (buf.capacity() * 2).max(needed).min(total as usize);
         buf.reserve_exact(target - buf.len());
     }
-    buf.extend_from_slice(data);
+}
+
+/// Room in a stream's buffer for the rest of a chunk's data, from
+/// [`Receiver::chunk_space`]. It derefs to the bytes to read into.
+///
+/// Call [`fill`](Self::fill) with the number of bytes read. Dropped without it, nothing was
+/// read: the room is taken back and the receiver is as before.
+#[derive(Debug)]
+pub struct ChunkSpace<'a> {
+    data: &'a mut Vec<u8>,
+    state: &'a mut DecodeState,
+    crc32c: bool,
+    id: u64,
+    remaining: usize,
+    crc: u32,
+    /// The buffer's length before the room was added.
+    base: usize,
+    /// Bytes of the room that hold data.
+    kept: usize,
+}
+
+impl ChunkSpace<'_> {
+    /// Keeps the first `read` bytes of the room as the chunk's next data.
+    ///
+    /// # Panics
+    ///
+    /// If `read` is more than the room's length.
+    pub fn fill(mut self, read: usize) {
+        let room = self.data.len() - self.base;
+        assert!(read <= room, "fill({read}) past a room of {room} bytes");
+        let data = &self.data[self.base..self.base + read];
+        let crc = if self.crc32c {
+            crc32c::crc32c_append(self.crc, data)
+        } else {
+            self.crc
+        };
+        let (id, remaining) = (self.id, self.remaining - read);
+        *self.state = if remaining > 0 {
+            DecodeState::ChunkData { id, remaining, crc }
+        } else {
+            DecodeState::ChunkEnd { id, crc }
+        };
+        self.kept = read;
+    }
+}
+
+impl std::ops::Deref for ChunkSpace<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data[self.base..]
+    }
+}
+
+impl std::ops::DerefMut for ChunkSpace<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.base..]
+    }
+}
+
+impl Drop for ChunkSpace<'_> {
+    fn drop(&mut self) {
+        self.data.truncate(self.base + self.kept);
+    }
 }
 
 /// Compares a computed CRC32C with the trailer received.

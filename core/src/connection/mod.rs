@@ -15,7 +15,7 @@ use crate::frame::{Control, MAX_REASON_LEN};
 use crate::handshake::{HELLO_FRAME_LEN, Hello, Negotiated};
 use crate::message::{Envelope, Lane, MessageKind, Outgoing, Route};
 use crate::metrics::{AskMetrics, Metrics};
-use crate::receiver::{Inbound, Receiver};
+use crate::receiver::{ChunkSpace, Inbound, Receiver};
 use crate::sender::{Sender, copy_out};
 
 mod types;
@@ -197,6 +197,16 @@ impl Connection {
             self.fail_all(AskError::ConnectionLost);
         }
         result
+    }
+
+    /// Room to read the rest of an inbound chunk's data into directly, once `src` is
+    /// drained: see [`Receiver::chunk_space`]. After [`ChunkSpace::fill`], call
+    /// [`handle_input`](Self::handle_input) as usual.
+    pub fn chunk_space(&mut self, src: &BytesMut, max: usize) -> Option<ChunkSpace<'_>> {
+        match (&mut self.link, self.state) {
+            (_, ConnectionState::Closed) | (None, _) => None,
+            (Some(link), _) => link.receiver.chunk_space(src, max),
+        }
     }
 
     /// Lets time pass: asks whose deadline is `now` or earlier fail, and the peer is told to
