@@ -205,9 +205,14 @@ impl Shared {
     }
 
     /// Sends, waiting for room while the send queues are full.
-    async fn send_waiting(&self, mut message: Outgoing) -> Result<Route, SendError> {
+    async fn send_waiting(&self, message: Outgoing) -> Result<Route, SendError> {
+        // Listening costs an allocation, so only a send that found no room pays for it.
+        let mut message = match self.send(message) {
+            Err(SendError::Full { message }) => message,
+            other => return other,
+        };
         loop {
-            // Listen before trying, so a notification between the two is not missed.
+            // Listen before trying again, so a notification between the two is not missed.
             let listener = self.space.listen();
             match self.send(message) {
                 Err(SendError::Full { message: back }) => {
@@ -311,8 +316,8 @@ impl Connection {
         let mut payload = payload.into();
         let (waiter, reply) = oneshot::channel();
         let mut waiter = Some(waiter);
+        let mut listener = None;
         let id = loop {
-            let listener = self.shared.space.listen();
             let sent = {
                 let mut state = self.shared.lock();
                 let sent = state.conn.ask(key, type_hash, payload, deadline);
@@ -328,7 +333,15 @@ impl Connection {
                 Ok(id) => break id,
                 Err(SendError::Full { message }) => {
                     payload = message.payload;
-                    listener.await;
+                    // As in `tell`: listen only once there was no room, then try again
+                    // before waiting, so a notification in between is not missed.
+                    match listener.take() {
+                        None => listener = Some(self.shared.space.listen()),
+                        Some(listening) => {
+                            listening.await;
+                            listener = Some(self.shared.space.listen());
+                        }
+                    }
                 }
                 Err(error) => return Err(error.into()),
             }
