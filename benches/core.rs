@@ -1,5 +1,6 @@
-//! Compares moving a message from a ringwire `Sender` to a `Receiver` in memory with a plain
-//! memcpy of the same payload bytes, side by side in one criterion group per payload size.
+//! Compares moving a message from a ringwire `Sender` to a `Receiver` in memory with
+//! tokio-util's length-delimited codec and with a plain memcpy of the same payload bytes, side
+//! by side in one criterion group per payload size.
 //!
 //! The connection uses the default `ConnectionConfig`: a 1 MiB tell `BufferConfig` (streaming
 //! threshold 1023 KiB) and 64 KiB stream chunks. So 64 B, 1 KiB and 122 KiB go by the ring
@@ -8,16 +9,25 @@
 //! to measure.
 //!
 //! The ringwire side of each iteration: `Sender::send` of a prebuilt `Bytes` (cloning it is a
-//! reference count bump), then until the message is out, `Sender::transmit`, copy of the
-//! vectored slices into the receiver's input `BytesMut`, `Sender::advance`, and
-//! `Receiver::decode` until it has nothing more. That copy stands in for the socket. Sender,
-//! receiver and input buffer live across iterations, so the harness allocates only up front;
-//! the reassembly buffer a stream needs on receive is the transport's cost and is measured.
+//! reference count bump), then until the message is out, `Sender::transmit`, a copy of the
+//! vectored slices to the receiver, `Sender::advance`, and `Receiver::decode` until it has
+//! nothing more. That copy stands in for the socket, and goes where the adapters' reads go:
+//! into the receiver's input `BytesMut`, or, inside a stream chunk, straight into the
+//! stream's buffer (`Receiver::chunk_space`), which is zeroed first. Sender, receiver and
+//! input buffer live across iterations, so the harness allocates only up front; the
+//! reassembly buffer a stream needs on receive is the transport's cost and is measured.
 //!
 //! Small messages go in batches, reported as messages per second; large ones one per
 //! iteration, reported as bytes per second. The memcpy baseline copies the same payloads into
-//! a preallocated buffer and reports in the same unit, so the two lines of a group compare
+//! a preallocated buffer and reports in the same unit, so the lines of a group compare
 //! directly.
+//!
+//! The `ldc` line does the same batches with tokio-util's `LengthDelimitedCodec`, through its
+//! `Encoder` and `Decoder` traits only: every message of the batch is encoded into one
+//! `BytesMut` (a 4-byte length, then a copy of the payload), then decoded out of it until it
+//! has nothing more (each frame split off without a copy). Its buffer, too, lives across
+//! iterations and is reused from its start once drained. Unlike the ringwire line it has no
+//! copy standing in for the socket: it is one copy per payload where ringwire's is two.
 
 use std::hint::black_box;
 use std::io::IoSlice;
@@ -27,6 +37,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use ringwire::{ConnectionConfig, Envelope, Outgoing, Receiver, Route, Sender};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -35,6 +46,13 @@ const MIB: usize = 1024 * KIB;
 const SLICES: usize = 64;
 /// A read right after a chunk's data takes at most this much, as in the adapters.
 const TAIL: usize = 1024;
+
+/// The length-delimited codec's frame limit: above the largest payload measured (its default,
+/// 8 MiB, set here so that the benchmark does not depend on it).
+const LDC_MAX_FRAME: usize = 8 * MIB;
+
+/// The length-delimited codec's header: a big-endian `u32`.
+const LDC_HEADER: usize = 4;
 
 /// One benchmarked payload size.
 struct Case {
@@ -169,6 +187,43 @@ fn socket_read(
     read
 }
 
+/// tokio-util's length-delimited codec with the one buffer it encodes into and decodes from.
+struct Ldc {
+    codec: LengthDelimitedCodec,
+    buffer: BytesMut,
+}
+
+impl Ldc {
+    /// A codec whose buffer holds one whole batch of `payload_size` frames.
+    fn new(payload_size: usize, batch: usize) -> Self {
+        Self {
+            codec: LengthDelimitedCodec::builder()
+                .max_frame_length(LDC_MAX_FRAME)
+                .new_codec(),
+            buffer: BytesMut::with_capacity(batch * (LDC_HEADER + payload_size)),
+        }
+    }
+
+    /// Encodes `batch` copies of `payload`, decodes every frame and returns how many came out.
+    fn round_trip(&mut self, payload: &Bytes, batch: usize) -> usize {
+        for _ in 0..batch {
+            self.codec
+                .encode(payload.clone(), &mut self.buffer)
+                .expect("the payload is under the frame limit");
+        }
+
+        let mut received = 0;
+        while let Some(frame) = self.codec.decode(&mut self.buffer).expect("valid") {
+            black_box(&frame);
+            received += 1;
+        }
+        // As for ringwire's input buffer: once the frames are dropped, the space they held is
+        // taken back without allocating.
+        self.buffer.reserve(batch * (LDC_HEADER + payload.len()));
+        received
+    }
+}
+
 /// Copies `batch` payloads into `dst` one after the other.
 fn memcpy(src: &[u8], dst: &mut [u8], batch: usize) {
     for slot in dst.chunks_exact_mut(src.len()).take(batch) {
@@ -199,6 +254,14 @@ fn bench_case(group: &mut BenchmarkGroup<'_, WallTime>, config: &ConnectionConfi
     group.bench_function("ringwire", |b| {
         b.iter(|| {
             let received = pair.round_trip(&payload, case.batch, case.route);
+            assert_eq!(received, case.batch);
+        });
+    });
+
+    let mut ldc = Ldc::new(case.size, case.batch);
+    group.bench_function("ldc", |b| {
+        b.iter(|| {
+            let received = ldc.round_trip(&payload, case.batch);
             assert_eq!(received, case.batch);
         });
     });
