@@ -21,6 +21,8 @@ const READ_SIZE: usize = 64 * 1024;
 /// Bytes read into the input buffer right after a chunk's data, enough for the next frame's
 /// header and some small frames behind it.
 const TAIL_SIZE: usize = 1024;
+/// Rounds of writing and reading in one poll before the driver yields to other tasks.
+const POLL_BUDGET: usize = 8;
 /// Slices offered to one vectored write.
 const MAX_SLICES: usize = 64;
 
@@ -271,8 +273,17 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        this.shared.lock().driver_waker = Some(cx.waker().clone());
-        loop {
+        {
+            let mut state = this.shared.lock();
+            if !state
+                .driver_waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
+                state.driver_waker = Some(cx.waker().clone());
+            }
+        }
+        for _ in 0..POLL_BUDGET {
             if this.shut_down {
                 return Poll::Ready(());
             }
@@ -297,5 +308,9 @@ where
                 return Poll::Pending;
             }
         }
+        // Still busy: let the tasks this round woke (the inbox's reader, waiting senders) run
+        // before going on, rather than feeding them more while they wait for a thread.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
