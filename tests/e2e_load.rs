@@ -128,7 +128,8 @@ async fn load_is_accounted_for_exactly<R: TestRuntime>() {
     eprintln!(
         "{}: {TASKS} tasks for {sending_time:.2?}: {} messages accepted ({} tells, {} asks \
          answered), {:.1} MiB, sizes {} B to {} B; {} of {} try_tells handed back; {} ring \
-         and {} streamed; reply bytes {}; {} refusals",
+         and {} streamed ({} of them behind a stream of their key, {} for a full ring); \
+         reply bytes {}; {} refusals",
         R::NAME,
         totals.accepted,
         totals.tells,
@@ -140,6 +141,8 @@ async fn load_is_accounted_for_exactly<R: TestRuntime>() {
         totals.try_tells,
         send.ring_sends,
         send.streaming_sends,
+        send.ordered_behind_stream,
+        send.streaming_fallbacks,
         replies.ring_bytes + replies.streaming_bytes,
         send.backpressure_refusals,
     );
