@@ -202,8 +202,10 @@ where
     let client = async {
         let (connection, _inbox) = connect.await?;
         let outcome = client(&connection).await;
-        connection.close().await;
-        outcome
+        let closed = connection.close().await;
+        let measured = outcome?;
+        closed?;
+        Ok(measured)
     };
     let (outcome, served) = futures_util::future::join(client, accept).await;
     served?;

@@ -18,8 +18,8 @@ pub use typed::{DecodeBuffer, Message, Typed, TypedError};
 /// The async side, shared by every runtime: the connection handle, the inbox and their errors.
 pub mod net {
     pub use ringwire_adapters::{
-        AskFailed, ConnectError, Connection, Delivery, Inbox, Options, Request, Runtime, Sleep,
-        start,
+        AskFailed, CloseError, ConnectError, Connection, Delivery, Inbox, Options, Request,
+        Runtime, Sleep, start,
     };
 }
 

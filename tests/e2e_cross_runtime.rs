@@ -94,7 +94,9 @@ fn client_against_server<C: TestRuntime, S: TestRuntime>() {
         assert_eq!(reply.route, Route::Stream);
         assert_same_bytes(&reply.payload, &request, "reply");
 
-        within::<C, _>(RECV_LIMIT, "graceful close", client.conn.close()).await;
+        within::<C, _>(RECV_LIMIT, "graceful close", client.conn.close())
+            .await
+            .expect("a clean close");
         let end = within::<C, _>(RECV_LIMIT, "inbox end", client.inbox.recv()).await;
         assert!(end.is_none(), "nothing more after the close");
     });

@@ -83,7 +83,9 @@ fn ask_over_tls() {
         assert_eq!(reply.route, Route::Stream);
         assert_same_bytes(&reply.payload, &request, "reply");
 
-        within::<Tokio, _>(RECV_LIMIT, "graceful close", client.conn.close()).await;
+        within::<Tokio, _>(RECV_LIMIT, "graceful close", client.conn.close())
+            .await
+            .expect("a clean close");
         let echoed = within::<Tokio, _>(RECV_LIMIT, "server end", server).await;
         assert_eq!((echoed.asks, echoed.bytes), (1, MIB));
     });

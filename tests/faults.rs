@@ -429,7 +429,9 @@ async fn split_delayed_throttled_exchange_arrives_in_order<R: TestRuntime>() {
     assert!(proxy.forwarded(Direction::ToServer) >= total as u64);
     assert!(proxy.forwarded(Direction::ToClient) >= total as u64);
 
-    within::<R, _>(RECV_LIMIT, "graceful close", client.conn.close()).await;
+    within::<R, _>(RECV_LIMIT, "graceful close", client.conn.close())
+        .await
+        .expect("a clean close");
     let echoed = within::<R, _>(RECV_LIMIT, "the echo server's end", echoing).await;
     assert_eq!(echoed.tells, plan.len());
     assert_eq!(echoed.asks, plan.len().div_ceil(8));

@@ -66,12 +66,44 @@ pub enum ConnectError {
     Failed(String),
 }
 
+/// Why a graceful [`Connection::close`] did not end cleanly. Either way the connection is
+/// over: accepted messages not completely written are in [`Connection::take_unsent`], and
+/// pending asks have failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// The peer did not complete the close within the configured
+    /// [`close_timeout`](ConnectionConfig::close_timeout) (it stopped reading, or never
+    /// answered with its own close), so the connection was given up. Pending asks failed with
+    /// [`AskError::CloseTimedOut`].
+    #[error("the peer did not complete the close within {0:?}")]
+    TimedOut(Duration),
+    /// The connection was lost or failed before the close completed; the text says why.
+    /// Pending asks failed with [`AskError::ConnectionLost`].
+    #[error("the connection ended before the close completed: {0}")]
+    Failed(String),
+}
+
 /// How a connection ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Why {
     Closed,
     Lost,
     Failed(String),
+    /// The graceful close was given up after this long.
+    CloseTimedOut(Duration),
+}
+
+impl Why {
+    /// What [`Connection::close`] says about a connection that ended this way.
+    fn close_outcome(&self) -> Result<(), CloseError> {
+        match self {
+            Self::Closed => Ok(()),
+            Self::Lost => Err(CloseError::Failed("the connection was lost".into())),
+            Self::Failed(text) => Err(CloseError::Failed(text.clone())),
+            Self::CloseTimedOut(timeout) => Err(CloseError::TimedOut(*timeout)),
+        }
+    }
 }
 
 /// State shared by the handles, the inbox and the driver task.
@@ -109,7 +141,7 @@ struct Users {
 impl Drop for Users {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        state.conn.close("every handle was dropped");
+        state.conn.close("every handle was dropped", Instant::now());
         Shared::wake_driver(&state);
     }
 }
@@ -360,21 +392,36 @@ impl Connection {
     }
 
     /// Closes gracefully: new sends are refused, every accepted message is written, and the
-    /// peer closes too. Returns once the connection is closed.
+    /// peer closes too. Returns once the connection is over: at the latest when the
+    /// configured [`close_timeout`](ConnectionConfig::close_timeout) has passed since the
+    /// close began, whatever the peer does.
+    ///
+    /// Called on a connection that is already over, it says how that one ended.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future does not stop the close.
-    pub async fn close(&self) {
+    /// Dropping the future does not stop the close, nor its timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`CloseError::TimedOut`] if the peer did not complete the close in time,
+    /// [`CloseError::Failed`] if the connection was lost or failed first. Accepted messages
+    /// not completely written are then in [`take_unsent`](Self::take_unsent).
+    pub async fn close(&self) -> Result<(), CloseError> {
         loop {
             let listener = self.shared.space.listen();
             {
                 let mut state = self.shared.lock();
-                if state.why.is_some() || state.conn.state() == ConnectionState::Closed {
-                    return;
+                if let Some(why) = &state.why {
+                    return why.close_outcome();
                 }
-                state.conn.close("closed by the application");
-                Shared::wake_driver(&state);
+                // Once closed, the driver is about to record why; wait for it.
+                if state.conn.state() != ConnectionState::Closed {
+                    state
+                        .conn
+                        .close("closed by the application", Instant::now());
+                    Shared::wake_driver(&state);
+                }
             }
             listener.await;
         }

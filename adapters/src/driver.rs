@@ -6,7 +6,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -40,6 +40,8 @@ pub(crate) struct Driver<S, R> {
     sleep: Option<(Instant, Sleep)>,
     /// The transport has been shut down after a clean close.
     shut_down: bool,
+    /// The connection's close timeout, to say how long a close that timed out waited.
+    close_timeout: Duration,
 }
 
 impl<S, R> Driver<S, R>
@@ -47,7 +49,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
-    pub(crate) fn new(io: S, runtime: Arc<R>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        io: S,
+        runtime: Arc<R>,
+        shared: Arc<Shared>,
+        close_timeout: Duration,
+    ) -> Self {
         Self {
             io,
             runtime,
@@ -57,6 +64,7 @@ where
             after_chunk: false,
             sleep: None,
             shut_down: false,
+            close_timeout,
         }
     }
 
@@ -216,6 +224,12 @@ where
                         "connection lost with messages unsent"
                     );
                     state.unsent.extend(messages);
+                }
+                Event::CloseTimedOut => {
+                    warn!("the peer did not complete the close in time; giving up");
+                    if state.why.is_none() {
+                        state.why = Some(Why::CloseTimedOut(self.close_timeout));
+                    }
                 }
                 Event::Closed { clean } => {
                     if state.why.is_none() {

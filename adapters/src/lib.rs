@@ -77,7 +77,9 @@ use std::sync::Arc;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::future::{self, Either};
 
-pub use connection::{AskFailed, ConnectError, Connection, Delivery, Inbox, Options, Request};
+pub use connection::{
+    AskFailed, CloseError, ConnectError, Connection, Delivery, Inbox, Options, Request,
+};
 pub use runtime::{Runtime, Sleep};
 
 /// Starts a connection over `stream` on `runtime`: spawns its driver, and returns once the
@@ -101,7 +103,8 @@ where
     R: Runtime,
 {
     let (shared, connection, inbox) = connection::Shared::new(&options);
-    let driver = driver::Driver::new(stream, runtime.clone(), shared);
+    let close_timeout = options.config.close_timeout();
+    let driver = driver::Driver::new(stream, runtime.clone(), shared, close_timeout);
     runtime.spawn(Box::pin(driver));
 
     let deadline = std::time::Instant::now() + options.handshake_timeout;

@@ -4,6 +4,8 @@
 //! [`BufferConfig`] of the lane that carries the message, so a message can never be too large
 //! for its ring and still be sent to it.
 
+use std::time::Duration;
+
 use crate::frame::{CRC_LEN, MESSAGE_HEADER_LEN};
 
 const KIB: usize = 1024;
@@ -128,6 +130,18 @@ pub enum ConfigError {
         /// The largest message size asked for.
         max_message_size: u64,
     },
+    /// A duration is outside its range.
+    #[error("{name} = {value:?} is outside the accepted range {min:?}..={max:?}")]
+    DurationOutOfRange {
+        /// The setting, as named by its builder method.
+        name: &'static str,
+        /// The duration asked for.
+        value: Duration,
+        /// The shortest accepted duration.
+        min: Duration,
+        /// The longest accepted duration.
+        max: Duration,
+    },
 }
 
 /// What a receiver accepts. Each side of a connection enforces its own limits on input and
@@ -144,8 +158,9 @@ pub struct ReceiveLimits {
     pub reassembly_budget: u64,
 }
 
-/// Everything a connection needs to know: one [`BufferConfig`] per lane, the receive limits
-/// and the bounds of the send queue. Build one with [`ConnectionConfig::builder`].
+/// Everything a connection needs to know: one [`BufferConfig`] per lane, the receive limits,
+/// the bounds of the send queue and how long a graceful close may take. Build one with
+/// [`ConnectionConfig::builder`].
 ///
 /// ```
 /// use ringwire_core::{BufferConfig, ConnectionConfig};
@@ -167,6 +182,7 @@ pub struct ConnectionConfig {
     chunk_size: usize,
     max_queued_stream_bytes: u64,
     max_queued_streams: usize,
+    close_timeout: Duration,
 }
 
 impl ConnectionConfig {
@@ -182,6 +198,8 @@ impl ConnectionConfig {
     pub const DEFAULT_MAX_QUEUED_STREAM_BYTES: u64 = 16 * MIB as u64;
     /// Default bound on the number of messages waiting in the stream queue.
     pub const DEFAULT_MAX_QUEUED_STREAMS: usize = 1024;
+    /// Default time a graceful close may take: 10 seconds.
+    pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A builder starting from the defaults.
     pub fn builder() -> ConnectionConfigBuilder {
@@ -234,6 +252,17 @@ impl ConnectionConfig {
         self.max_queued_streams
     }
 
+    /// How long a graceful close may take, from the moment this side starts closing (its own
+    /// `close`, or the peer's `CLOSE` arriving) until both `CLOSE` frames have crossed. Past
+    /// it, the connection gives up as if the transport were lost: accepted messages not
+    /// completely written are handed back and pending asks fail. Default 10 seconds.
+    ///
+    /// This bounds a close whose peer stopped reading or never answers; a peer that reads
+    /// slowly but steadily still needs the time to take every accepted message.
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
     /// The limits this side enforces on input, as told to the peer.
     pub fn receive_limits(&self) -> ReceiveLimits {
         let largest_ring = self
@@ -262,6 +291,7 @@ impl Default for ConnectionConfig {
             chunk_size: Self::DEFAULT_CHUNK_SIZE,
             max_queued_stream_bytes: Self::DEFAULT_MAX_QUEUED_STREAM_BYTES,
             max_queued_streams: Self::DEFAULT_MAX_QUEUED_STREAMS,
+            close_timeout: Self::DEFAULT_CLOSE_TIMEOUT,
         }
     }
 }
@@ -279,6 +309,11 @@ impl ConnectionConfigBuilder {
     pub const MAX_CHUNK_SIZE: usize = 16 * MIB;
     /// Largest accepted message size: 4 GiB.
     pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 4 * 1024 * MIB as u64;
+    /// Shortest accepted close timeout: 1 millisecond.
+    pub const MIN_CLOSE_TIMEOUT: Duration = Duration::from_millis(1);
+    /// Longest accepted close timeout: one day. The bound keeps a deadline computed from any
+    /// `Instant` representable.
+    pub const MAX_CLOSE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// Ring buffer of the tell lane.
     pub fn tell_buffer_config(mut self, config: BufferConfig) -> Self {
@@ -328,12 +363,19 @@ impl ConnectionConfigBuilder {
         self
     }
 
+    /// Time a graceful close may take before the connection gives up, 1 ms to one day; see
+    /// [`ConnectionConfig::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
     /// Checks every value and returns the configuration.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::OutOfRange`] naming the first value outside its range, or
-    /// [`ConfigError::BudgetBelowMessageSize`].
+    /// [`ConfigError::OutOfRange`] or [`ConfigError::DurationOutOfRange`] naming the first
+    /// value outside its range, or [`ConfigError::BudgetBelowMessageSize`].
     pub fn build(self) -> Result<ConnectionConfig, ConfigError> {
         let c = self.config;
         check_range(
@@ -366,6 +408,14 @@ impl ConnectionConfigBuilder {
             1,
             1 << 20,
         )?;
+        if !(Self::MIN_CLOSE_TIMEOUT..=Self::MAX_CLOSE_TIMEOUT).contains(&c.close_timeout) {
+            return Err(ConfigError::DurationOutOfRange {
+                name: "close_timeout",
+                value: c.close_timeout,
+                min: Self::MIN_CLOSE_TIMEOUT,
+                max: Self::MAX_CLOSE_TIMEOUT,
+            });
+        }
         if c.reassembly_budget < c.max_message_size {
             return Err(ConfigError::BudgetBelowMessageSize {
                 budget: c.reassembly_budget,

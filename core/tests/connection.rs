@@ -1,6 +1,6 @@
 //! The connection state machine on a simulated pair: handshake, asks with deadlines, cancels
-//! and refusals, a lost transport, oversize sends, graceful close and head-of-line blocking,
-//! all under a virtual clock.
+//! and refusals, a lost transport, oversize sends, graceful close and its timeout, and
+//! head-of-line blocking, all under a virtual clock.
 
 mod common;
 mod sim;
@@ -510,7 +510,8 @@ fn graceful_close_drains_accepted_messages_then_closes_cleanly() {
     pair.to_server.split_random(50_000, 9);
     let big = large_payload(5 * MIB, 10);
     assert_eq!(tell(&mut pair.client, 1, big.clone()), Route::Stream);
-    pair.client.conn.close("done");
+    let now = pair.now();
+    pair.client.conn.close("done", now);
     assert_eq!(pair.client.conn.state(), ConnectionState::Closing);
 
     let late = &b"after close"[..];
@@ -542,6 +543,193 @@ fn graceful_close_drains_accepted_messages_then_closes_cleanly() {
     assert!(!pair.is_lost(), "closed, not lost");
     let after = pair.server.conn.tell(1, 0, late);
     assert!(matches!(after, Err(SendError::NotOpen { .. })));
+}
+
+/// A configuration whose graceful close may take `timeout`.
+fn with_close_timeout(timeout: Duration) -> ConnectionConfig {
+    ConnectionConfig::builder()
+        .close_timeout(timeout)
+        .build()
+        .expect("a valid close timeout")
+}
+
+/// The events of `side` from index `from` on, by name, for comparing sequences.
+fn event_names(side: &Side, from: usize) -> Vec<&'static str> {
+    side.events[from..]
+        .iter()
+        .map(|event| match event {
+            Event::Connected(_) => "Connected",
+            Event::Tell(_) => "Tell",
+            Event::Ask(_) => "Ask",
+            Event::Reply(_) => "Reply",
+            Event::AskFailed { .. } => "AskFailed",
+            Event::AskCancelled { .. } => "AskCancelled",
+            Event::Unsent(_) => "Unsent",
+            Event::CloseTimedOut => "CloseTimedOut",
+            Event::Closed { .. } => "Closed",
+            _ => "other",
+        })
+        .collect()
+}
+
+#[test]
+fn a_close_the_peer_never_answers_ends_at_its_deadline_with_the_unsent_handed_back() {
+    let timeout = Duration::from_secs(2);
+    let mut pair = Pair::connected(with_close_timeout(timeout), ConnectionConfig::default());
+    let id = ask(&mut pair, 1, &b"question"[..], NO_HURRY);
+    pair.drive_until("the ask arrives", |p| p.server.asks().len() == 1);
+
+    // The server stops reading: nothing the client writes from now on reaches it.
+    pair.to_server.stall();
+    let big = Outgoing::new(Envelope::tell(2), large_payload(5 * MIB, 21));
+    let small = Outgoing::new(Envelope::tell(3), &b"small"[..]);
+    assert_eq!(
+        tell(&mut pair.client, 2, big.payload.clone()),
+        Route::Stream
+    );
+    assert_eq!(
+        tell(&mut pair.client, 3, small.payload.clone()),
+        Route::Ring
+    );
+    let closed_at = pair.elapsed();
+    let now = pair.now();
+    let events_before = pair.client.events.len();
+    pair.client.conn.close("done", now);
+    assert_eq!(pair.client.conn.state(), ConnectionState::Closing);
+    assert_eq!(pair.client.conn.poll_timeout(), Some(now + timeout));
+
+    // Still closing a moment before the deadline, whatever is tried meanwhile...
+    pair.advance(timeout - Duration::from_micros(1));
+    pair.step();
+    assert_eq!(pair.client.conn.state(), ConnectionState::Closing);
+    assert_eq!(
+        pair.client.events.len(),
+        events_before,
+        "nothing happened yet"
+    );
+
+    // ... and given up exactly at it.
+    pair.advance(Duration::from_micros(1));
+    pair.step();
+    let client = &pair.client;
+    assert_eq!(pair.elapsed(), closed_at + timeout);
+    assert_eq!(client.conn.state(), ConnectionState::Closed);
+    assert_eq!(
+        event_names(client, events_before),
+        ["CloseTimedOut", "AskFailed", "Unsent", "Closed"]
+    );
+    assert_eq!(client.ask_failures(), [(id, &AskError::CloseTimedOut)]);
+    let mut unsent = client.unsent();
+    unsent.sort_by_key(|message| std::cmp::Reverse(message.payload.len()));
+    assert!(unsent == [&big, &small], "unsent: {unsent:?}");
+    assert_eq!(client.closed(), [false]);
+    assert_eq!(client.conn.pending_asks(), 0);
+    assert_eq!(pair.client.conn.poll_timeout(), None, "no deadline left");
+
+    // Nothing more is written, and the stalled server never heard of the close.
+    let written = pair.to_server.written();
+    pair.to_server.resume();
+    pair.drive();
+    assert_eq!(pair.to_server.written(), written);
+    assert_eq!(pair.server.conn.state(), ConnectionState::Open);
+    assert!(pair.server.tells().is_empty());
+}
+
+#[test]
+fn a_close_answered_in_time_is_clean_and_its_deadline_goes_away() {
+    let timeout = Duration::from_secs(2);
+    let mut pair = Pair::connected(with_close_timeout(timeout), with_close_timeout(timeout));
+    // Each way takes 400 ms: the close completes after 800 ms, well within 2 s.
+    pair.to_server.latency = Duration::from_millis(400);
+    pair.to_client.latency = Duration::from_millis(400);
+    let message = payload(KIB, 22);
+    tell(&mut pair.client, 1, message.clone());
+    let closed_at = pair.elapsed();
+    let now = pair.now();
+    pair.client.conn.close("done", now);
+    assert_eq!(pair.client.conn.poll_timeout(), Some(now + timeout));
+    pair.drive_until("both sides close", |p| {
+        p.client.conn.state() == ConnectionState::Closed
+            && p.server.conn.state() == ConnectionState::Closed
+    });
+    let took = pair.elapsed() - closed_at;
+    assert_eq!(took, Duration::from_millis(800));
+
+    for side in [&pair.client, &pair.server] {
+        assert_eq!(side.closed(), [true]);
+        assert!(side.unsent().is_empty());
+        assert!(!event_names(side, 0).contains(&"CloseTimedOut"));
+    }
+    assert_same_bytes(&pair.server.tells()[0].payload, &message, "the tell");
+    // The deadline went with the close: the clock does not move for it any more.
+    assert_eq!(pair.client.conn.poll_timeout(), None);
+    pair.drive();
+    assert_eq!(pair.elapsed() - closed_at, took);
+}
+
+#[test]
+fn a_close_answered_after_the_deadline_is_given_up_with_nothing_unsent() {
+    // The answer needs 2 s to come back; the closer waits 1.5 s.
+    let timeout = Duration::from_millis(1500);
+    let mut pair = Pair::connected(with_close_timeout(timeout), ConnectionConfig::default());
+    pair.to_server.latency = Duration::from_secs(1);
+    pair.to_client.latency = Duration::from_secs(1);
+    tell(&mut pair.client, 1, &b"written before the close"[..]);
+    let closed_at = pair.elapsed();
+    let now = pair.now();
+    pair.client.conn.close("done", now);
+    pair.drive();
+
+    // Everything was written: the client gives up on the answer only, and reports nothing
+    // unsent. The server saw both CLOSE frames cross on its side and closed cleanly; the
+    // client, closed by then, never reads its answer.
+    let client = &pair.client;
+    assert!(event_names(client, 0).contains(&"CloseTimedOut"));
+    assert!(client.unsent().is_empty());
+    assert_eq!(client.closed(), [false]);
+    assert_eq!(pair.server.tells().len(), 1);
+    assert_eq!(pair.server.closed(), [true]);
+    assert!(pair.elapsed() - closed_at >= timeout);
+}
+
+#[test]
+fn the_side_answering_a_close_gives_up_too_when_it_cannot_drain() {
+    let client_timeout = Duration::from_secs(3);
+    let server_timeout = Duration::from_secs(1);
+    let mut pair = Pair::connected(
+        with_close_timeout(client_timeout),
+        with_close_timeout(server_timeout),
+    );
+    // The client stops reading: the server's 5 MiB tell cannot be written, so the server,
+    // closing because the client's CLOSE arrived, can never send its own.
+    pair.to_client.stall();
+    let big = Outgoing::new(Envelope::tell(4), large_payload(5 * MIB, 23));
+    assert_eq!(
+        tell(&mut pair.server, 4, big.payload.clone()),
+        Route::Stream
+    );
+    let closed_at = pair.elapsed();
+    let now = pair.now();
+    pair.client.conn.close("done", now);
+    pair.drive_until("the server gives up", |p| {
+        p.server.conn.state() == ConnectionState::Closed
+    });
+    assert_eq!(pair.elapsed() - closed_at, server_timeout);
+    let server = &pair.server;
+    assert_eq!(
+        event_names(server, 0),
+        ["Connected", "CloseTimedOut", "Unsent", "Closed"]
+    );
+    assert!(server.unsent() == [&big]);
+    assert_eq!(pair.client.conn.state(), ConnectionState::Closing);
+
+    pair.drive();
+    assert_eq!(pair.elapsed() - closed_at, client_timeout);
+    assert_eq!(pair.client.closed(), [false]);
+    assert!(
+        pair.client.unsent().is_empty(),
+        "the client wrote everything"
+    );
 }
 
 #[test]

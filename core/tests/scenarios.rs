@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{assert_per_key_order, payload, pump, pump_counting, write_exactly};
 use ringwire_core::{
     BufferConfig, CHUNK_HEADER_LEN, ConfigError, ConnectionConfig, ConnectionConfigBuilder,
@@ -184,6 +186,42 @@ fn connection_config_builder_errors_name_the_setting() {
         }
     );
     assert!(error.to_string().contains("max_message_size"), "{error}");
+}
+
+#[test]
+fn close_timeout_defaults_to_10_s_and_is_checked_by_the_builder() {
+    assert_eq!(
+        ConnectionConfig::default().close_timeout(),
+        Duration::from_secs(10)
+    );
+    let (min, max) = (
+        ConnectionConfigBuilder::MIN_CLOSE_TIMEOUT,
+        ConnectionConfigBuilder::MAX_CLOSE_TIMEOUT,
+    );
+    for accepted in [min, Duration::from_millis(250), max] {
+        let config = ConnectionConfig::builder().close_timeout(accepted).build();
+        assert_eq!(config.map(|c| c.close_timeout()), Ok(accepted));
+    }
+    for refused in [
+        Duration::ZERO,
+        min - Duration::from_nanos(1),
+        max + Duration::from_nanos(1),
+    ] {
+        let error = ConnectionConfig::builder()
+            .close_timeout(refused)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::DurationOutOfRange {
+                name: "close_timeout",
+                value: refused,
+                min,
+                max,
+            }
+        );
+        assert!(error.to_string().contains("close_timeout"), "{error}");
+    }
 }
 
 // Scenario 2: the threshold of a 1 MiB config.

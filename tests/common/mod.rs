@@ -324,7 +324,9 @@ pub(crate) async fn pair<R: TestRuntime>(client: Options, server: Options) -> (P
 /// Closes `closing` gracefully and waits until both ends know it: every accepted message is
 /// written first, and the other end's inbox ends.
 pub(crate) async fn close<R: TestRuntime>(closing: &Peer, other: &Peer) {
-    within::<R, _>(RECV_LIMIT, "graceful close", closing.conn.close()).await;
+    within::<R, _>(RECV_LIMIT, "graceful close", closing.conn.close())
+        .await
+        .unwrap_or_else(|error| panic!("a clean close on {}: {error}", R::NAME));
     assert!(!closing.conn.is_open(), "closed on {}", R::NAME);
     while let Some(delivery) = within::<R, _>(RECV_LIMIT, "inbox end", other.inbox.recv()).await {
         drop(delivery);

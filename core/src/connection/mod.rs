@@ -36,6 +36,12 @@ struct Link {
 /// Methods, in order below: getters; `handle_*` for input; commands (`tell`, `ask`, `reply`,
 /// `refuse`, `cancel_ask`, `close`); `poll_*`, `transmit` and `advance` for output.
 ///
+/// Every deadline (an ask's, and the close's
+/// [`close_timeout`](ConnectionConfig::close_timeout)) is kept against the `now` passed in,
+/// and fires only in [`handle_timeout`](Self::handle_timeout) (which
+/// [`handle_input`](Self::handle_input) calls first); [`poll_timeout`](Self::poll_timeout) says
+/// when to call it.
+///
 /// ```
 /// use std::time::{Duration, Instant};
 /// use bytes::BytesMut;
@@ -107,6 +113,8 @@ struct CloseProgress {
     written: bool,
     /// The peer's `CLOSE` has arrived.
     received: bool,
+    /// When this side gives up waiting for the close to complete; set when it starts closing.
+    deadline: Option<Instant>,
 }
 
 impl Connection {
@@ -191,7 +199,7 @@ impl Connection {
     ) -> Result<(), ConnectionError> {
         // A deadline is a promise: an ask past it fails even if its reply is in `src`.
         self.handle_timeout(now);
-        let result = self.read(src);
+        let result = self.read(src, now);
         if let Err(error) = &result {
             warn!(%error, "connection failed");
             self.fail_all(AskError::ConnectionLost);
@@ -210,8 +218,26 @@ impl Connection {
     }
 
     /// Lets time pass: asks whose deadline is `now` or earlier fail, and the peer is told to
-    /// drop them.
+    /// drop them. A close still under way when its deadline is `now` or earlier is given up:
+    /// an [`Event::CloseTimedOut`], then pending asks fail with [`AskError::CloseTimedOut`],
+    /// accepted messages not completely written come back in an [`Event::Unsent`], and the
+    /// connection is closed, not cleanly.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_asks(now);
+        if self.close.deadline.is_some_and(|deadline| deadline <= now) {
+            warn!(
+                timeout = ?self.config.close_timeout(),
+                peer_close_received = self.close.received,
+                close_written = self.close.written,
+                "the close did not complete in time; giving up the connection"
+            );
+            self.events.push_back(Event::CloseTimedOut);
+            self.fail_all(AskError::CloseTimedOut);
+        }
+    }
+
+    /// Fails the asks whose deadline is `now` or earlier, and tells the peer to drop them.
+    fn expire_asks(&mut self, now: Instant) {
         while let Some(&Reverse((deadline, id))) = self.asks.deadlines.peek() {
             if deadline > now {
                 break;
@@ -353,10 +379,16 @@ impl Connection {
         true
     }
 
-    /// Starts a graceful close: no new message is accepted, every accepted one is written,
-    /// then a `CLOSE` frame. The connection is closed once the peer's `CLOSE` has arrived too;
-    /// an [`Event::Closed`] says so.
-    pub fn close(&mut self, reason: &str) {
+    /// Starts a graceful close at `now`: no new message is accepted, every accepted one is
+    /// written, then a `CLOSE` frame. The connection is closed once the peer's `CLOSE` has
+    /// arrived too; an [`Event::Closed`] says so.
+    ///
+    /// If that has not happened by `now` plus the configured
+    /// [`close_timeout`](ConnectionConfig::close_timeout), the close is given up at the next
+    /// [`handle_timeout`](Self::handle_timeout) (see there); [`poll_timeout`](Self::poll_timeout)
+    /// includes the deadline. Calling `close` again, or after the peer's `CLOSE` started the
+    /// close, changes nothing, the deadline included.
+    pub fn close(&mut self, reason: &str, now: Instant) {
         if matches!(self.state, ConnectionState::Closed) || self.close.ours.is_some() {
             return;
         }
@@ -366,8 +398,7 @@ impl Connection {
             self.finish(false);
             return;
         }
-        self.state = ConnectionState::Closing;
-        self.queue_close_when_drained();
+        self.start_closing(now);
     }
 
     /// The next event, if any.
@@ -375,16 +406,22 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if ever: the
+    /// earliest deadline of a pending ask or of a close under way.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         // Drop the entries of asks that ended, so the earliest left is a live one.
+        let mut ask = None;
         while let Some(&Reverse((deadline, id))) = self.asks.deadlines.peek() {
             if self.asks.outgoing.get(&id) == Some(&deadline) {
-                return Some(deadline);
+                ask = Some(deadline);
+                break;
             }
             self.asks.deadlines.pop();
         }
-        None
+        match (ask, self.close.deadline) {
+            (Some(ask), Some(close)) => Some(ask.min(close)),
+            (ask, close) => ask.or(close),
+        }
     }
 
     /// Whether anything is waiting to be written.
@@ -459,7 +496,7 @@ impl Connection {
         }
     }
 
-    fn read(&mut self, src: &mut BytesMut) -> Result<(), ConnectionError> {
+    fn read(&mut self, src: &mut BytesMut, now: Instant) -> Result<(), ConnectionError> {
         if self.state == ConnectionState::Closed {
             return Ok(());
         }
@@ -489,11 +526,11 @@ impl Connection {
             let Some(inbound) = link.receiver.decode_frame(src)? else {
                 return Ok(());
             };
-            self.dispatch(inbound);
+            self.dispatch(inbound, now);
         }
     }
 
-    fn dispatch(&mut self, inbound: Inbound) {
+    fn dispatch(&mut self, inbound: Inbound, now: Instant) {
         match inbound {
             Inbound::Message(message) => match message.envelope.kind {
                 MessageKind::Tell => self.events.push_back(Event::Tell(message)),
@@ -560,9 +597,10 @@ impl Connection {
                 self.asks.incoming.clear();
                 if self.close.ours.is_none() {
                     self.close.ours = Some((0, Bytes::new()));
-                    self.state = ConnectionState::Closing;
+                    self.start_closing(now);
+                } else {
+                    self.queue_close_when_drained();
                 }
-                self.queue_close_when_drained();
                 self.try_finish_close();
             }
         }
@@ -576,6 +614,14 @@ impl Connection {
             link.sender
                 .send_control(Control::Cancel { correlation_id: id });
         }
+    }
+
+    /// Enters `Closing` at `now`, with the close's deadline, and queues this side's `CLOSE`
+    /// if nothing is left to write before it.
+    fn start_closing(&mut self, now: Instant) {
+        self.state = ConnectionState::Closing;
+        self.close.deadline = Some(now + self.config.close_timeout());
+        self.queue_close_when_drained();
     }
 
     /// Queues this side's `CLOSE` once every accepted message is planned, so it goes last.
@@ -623,6 +669,7 @@ impl Connection {
         self.state = ConnectionState::Closed;
         self.asks.incoming.clear();
         self.asks.deadlines.clear();
+        self.close.deadline = None;
         self.events.push_back(Event::Closed { clean });
     }
 }

@@ -51,7 +51,8 @@ pub enum ConnectionState {
     Handshaking,
     /// Messages flow both ways.
     Open,
-    /// One side asked to close: no new message is accepted, accepted ones are finished.
+    /// One side asked to close: no new message is accepted, accepted ones are finished. Lasts
+    /// at most the configured [`close_timeout`](crate::ConnectionConfig::close_timeout).
     Closing,
     /// Done, cleanly or not; see the [`Event::Closed`] that said so.
     Closed,
@@ -79,6 +80,11 @@ pub enum AskError {
     /// handled the ask.
     #[error("the connection was lost before the reply arrived")]
     ConnectionLost,
+    /// This side was closing and gave up when its
+    /// [`close_timeout`](crate::ConnectionConfig::close_timeout) passed, before the reply
+    /// arrived. As with a lost connection, the peer may or may not have handled the ask.
+    #[error("the close timed out before the reply arrived")]
+    CloseTimedOut,
 }
 
 /// Why a connection failed. It cannot be used any more; drop its transport.
@@ -118,9 +124,17 @@ pub enum Event {
         /// The ask's correlation id.
         correlation_id: u64,
     },
-    /// The connection was lost with these accepted messages not completely written. They were
-    /// not delivered; send them again elsewhere or report them.
+    /// The connection was lost, or its close timed out, with these accepted messages not
+    /// completely written. They were not delivered; send them again elsewhere or report them.
     Unsent(Vec<Outgoing>),
+    /// A graceful close did not complete within the configured
+    /// [`close_timeout`](crate::ConnectionConfig::close_timeout): the peer stopped reading or
+    /// never answered with its `CLOSE`. The connection gives up as if the transport were
+    /// lost: this event is followed by an [`AskFailed`](Self::AskFailed) with
+    /// [`AskError::CloseTimedOut`] for each pending ask, an [`Unsent`](Self::Unsent) with the
+    /// accepted messages not completely written, if any, and `Closed { clean: false }`. Drop
+    /// the transport.
+    CloseTimedOut,
     /// The connection is over.
     Closed {
         /// Whether both sides closed gracefully, every accepted message written.
