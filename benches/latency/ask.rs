@@ -147,7 +147,9 @@ impl RingwireClient {
 
     /// Closes the connection and waits for the server task, which ends with it.
     async fn finish(self) -> Result<()> {
-        self.connection.close().await;
+        if let Err(error) = self.connection.close().await {
+            eprintln!("ringwire close: {error}");
+        }
         self.server.await?
     }
 }

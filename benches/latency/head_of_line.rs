@@ -186,7 +186,9 @@ fn measure(runtime: &tokio::runtime::Runtime, number: usize, setup: Setup) -> Re
     }
 
     // The server's inbox ends with the connection, and its reader with it.
-    runtime.block_on(client.close());
+    if let Err(error) = runtime.block_on(client.close()) {
+        eprintln!("ringwire close: {error}");
+    }
     drop(client_inbox);
     if let Some(reader) = reader {
         reader.join().map_err(|_| "the inbox thread panicked")?;

@@ -99,7 +99,9 @@ impl Writer for Ringwire {
              ring was full)",
             sent.ring_sends, sent.streaming_sends, sent.streaming_fallbacks
         );
-        self.connection.close().await;
+        if let Err(error) = self.connection.close().await {
+            eprintln!("ringwire close: {error}");
+        }
     }
 }
 
