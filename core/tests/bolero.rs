@@ -47,9 +47,8 @@ fn feed_with<T>(
     let mut input = BytesMut::new();
     let mut rest = data;
     loop {
-        let take_len = piece().max(1).min(rest.len());
-        input.extend_from_slice(&rest[..take_len]);
-        rest = &rest[take_len..];
+        let taken = checks::read_piece(receiver, &mut input, rest, piece());
+        rest = &rest[taken..];
         loop {
             let result = decode(receiver, &mut input);
             check_gauges(receiver);

@@ -415,7 +415,15 @@ impl Pair {
         let link = &mut self.links[1 - to];
         let take = max.min(link.len());
         let peer = &mut self.peers[to];
-        peer.input.extend_from_slice(&link[..take]);
+        // As the adapters read: inside a chunk, with no input waiting, straight into the
+        // stream's buffer, and the rest into the input buffer.
+        let mut direct = 0;
+        if let Some(mut space) = peer.connection.chunk_space(&peer.input, take) {
+            direct = space.len().min(take);
+            space[..direct].copy_from_slice(&link[..direct]);
+            space.fill(direct);
+        }
+        peer.input.extend_from_slice(&link[direct..take]);
         link.drain(..take);
         let result = peer.connection.handle_input(&mut peer.input, self.now);
         assert!(result.is_ok(), "side {to} failed: {result:?}");

@@ -25,6 +25,29 @@ pub(crate) fn pieces(seed: u64, up_to: usize) -> impl FnMut() -> usize {
     }
 }
 
+/// Moves the first `piece` bytes of `rest` (at least one) to the receiver and returns how
+/// many it moved. Odd-sized pieces go straight into a stream's buffer when the receiver offers
+/// room (inside a chunk, with `input` drained), as the adapters read; the rest is appended to
+/// `input`. Either way, the outcome of decoding must not change.
+pub(crate) fn read_piece(
+    receiver: &mut Receiver,
+    input: &mut BytesMut,
+    rest: &[u8],
+    piece: usize,
+) -> usize {
+    let take = piece.max(1).min(rest.len());
+    let mut direct = 0;
+    if piece % 2 == 1 {
+        if let Some(mut space) = receiver.chunk_space(input, take) {
+            direct = space.len().min(take);
+            space[..direct].copy_from_slice(&rest[..direct]);
+            space.fill(direct);
+        }
+    }
+    input.extend_from_slice(&rest[direct..take]);
+    take
+}
+
 /// Reservations within the budget and open streams within their limit.
 pub(crate) fn check_gauges(receiver: &Receiver) {
     let limits = receiver.limits();

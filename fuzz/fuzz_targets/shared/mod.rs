@@ -75,9 +75,8 @@ pub(crate) fn feed_frames(
     let mut input = BytesMut::new();
     let mut rest = data;
     loop {
-        let take = piece().max(1).min(rest.len());
-        input.extend_from_slice(&rest[..take]);
-        rest = &rest[take..];
+        let taken = checks::read_piece(receiver, &mut input, rest, piece());
+        rest = &rest[taken..];
         loop {
             let result = receiver.decode_frame(&mut input);
             check_gauges(receiver);
