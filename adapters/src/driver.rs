@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
-use ringwire_core::{AskError, Event};
+use ringwire_core::{AskError, ConnectionState, Event};
 use tracing::{debug, warn};
 
 use crate::connection::{Delivery, Request, Shared, Why};
@@ -21,6 +21,9 @@ const READ_SIZE: usize = 64 * 1024;
 /// Bytes read into the input buffer right after a chunk's data, enough for the next frame's
 /// header and some small frames behind it.
 const TAIL_SIZE: usize = 1024;
+/// Output up to this size is copied out and written without holding the connection's lock;
+/// larger output (stream chunks) is written in place, to save copying it.
+const COPY_OUT_LIMIT: usize = 64 * 1024;
 /// Rounds of writing and reading in one poll before the driver yields to other tasks.
 const POLL_BUDGET: usize = 8;
 /// Slices offered to one vectored write.
@@ -35,6 +38,8 @@ pub(crate) struct Driver<S, R> {
     input: BytesMut,
     /// Where reads land before they join `input`.
     read_buf: Box<[u8]>,
+    /// Small output copied out of the connection, to be written without its lock.
+    write_buf: Vec<u8>,
     /// The last read ended a chunk's data: read little next, up to the next frame's header.
     after_chunk: bool,
     sleep: Option<(Instant, Sleep)>,
@@ -61,6 +66,7 @@ where
             shared,
             input: BytesMut::with_capacity(READ_SIZE),
             read_buf: vec![0; READ_SIZE].into_boxed_slice(),
+            write_buf: Vec::with_capacity(COPY_OUT_LIMIT),
             after_chunk: false,
             sleep: None,
             shut_down: false,
@@ -79,11 +85,33 @@ where
             if count == 0 {
                 break;
             }
-            // The lock is held for one non-blocking write, never across an await.
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]) {
+            let offered: usize = slices[..count].iter().map(|slice| slice.len()).sum();
+            let result = if offered <= COPY_OUT_LIMIT {
+                // Small output is copied out, so that senders can go on while it is written.
+                // Only appends happen to the output meanwhile (this task alone writes, and
+                // alone fails the connection once it is open), so what was offered is still
+                // the front of the output when the write is reported below.
+                self.write_buf.clear();
+                for slice in &slices[..count] {
+                    self.write_buf.extend_from_slice(slice);
+                }
+                drop(state);
+                let result = Pin::new(&mut self.io).poll_write(cx, &self.write_buf);
+                state = self.shared.lock();
+                result
+            } else {
+                // Stream chunks are written in place, with the lock held for this one
+                // non-blocking write, never across an await.
+                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count])
+            };
+            match result {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(written)) => {
-                    state.conn.advance(written);
+                    // A connection given up during the write (a failed handshake) has
+                    // nothing left to account for.
+                    if state.conn.state() != ConnectionState::Closed {
+                        state.conn.advance(written);
+                    }
                     wrote = true;
                 }
                 Poll::Ready(Err(error)) => return Err(error),
