@@ -177,7 +177,7 @@ impl Receiver {
     /// [`ChunkSpace::fill`] with the count; then call [`decode`](Self::decode) as usual, which
     /// hands out the message once its last chunk is in.
     ///
-    /// The stream's buffer grows here as it would for data in `src`: by doubling, never past
+    /// The stream's buffer grows here as it would for data in `src`: fourfold, never past
     /// the stream's length. The room is zeroed first, since a read needs initialized bytes.
     pub fn chunk_space(&mut self, src: &BytesMut, max: usize) -> Option<ChunkSpace<'_>> {
         let DecodeState::ChunkData { id, remaining, crc } = self.state else {
@@ -534,18 +534,20 @@ impl Receiver {
     }
 }
 
-/// Appends `data`, growing the buffer by doubling but never past `total`, so memory follows
+/// Appends `data`, growing the buffer fourfold but never past `total`, so memory follows
 /// the bytes received rather than the length claimed.
 fn append_bounded(buf: &mut Vec<u8>, data: &[u8], total: u64) {
     reserve_bounded(buf, data.len(), total);
     buf.extend_from_slice(data);
 }
 
-/// Makes room for `additional` more bytes, growing by doubling but never past `total`.
+/// Makes room for `additional` more bytes, growing fourfold but never past `total`. Growing
+/// by four rather than two copies a message a third of a time over while it grows, instead
+/// of once, for at most four times the bytes received.
 fn reserve_bounded(buf: &mut Vec<u8>, additional: usize, total: u64) {
     let needed = buf.len() + additional;
     if needed > buf.capacity() {
-        let target = (buf.capacity() * 2).max(needed).min(total as usize);
+        let target = (buf.capacity() * 4).max(needed).min(total as usize);
         buf.reserve_exact(target - buf.len());
     }
 }
