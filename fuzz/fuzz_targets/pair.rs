@@ -237,6 +237,10 @@ struct Peer {
     /// This side's close timed out: it gave up, handed back what it had not written, and
     /// read nothing more.
     close_timed_out: bool,
+    /// This side ended without a clean close while the link was up (its close timed out, or
+    /// it closed during the handshake), so it read nothing more: the peer's tells written after that neither
+    /// arrive nor come back, as documented.
+    closed_unclean: bool,
 }
 
 struct Pair {
@@ -267,6 +271,7 @@ impl Pair {
             last_of_key: HashMap::new(),
             ask_keys: HashMap::new(),
             close_timed_out: false,
+            closed_unclean: false,
         };
         Self {
             peers: [peer(0), peer(1)],
@@ -449,10 +454,14 @@ impl Pair {
     }
 
     fn event(&mut self, to: usize, event: Event) {
+        let lost = self.lost;
         let [a, b] = &mut self.peers;
         let (here, there) = if to == 0 { (a, b) } else { (b, a) };
         match event {
-            Event::Connected(_) | Event::Closed { .. } => {}
+            Event::Connected(_) | Event::Closed { clean: true } => {}
+            // The loss of the link is not this side giving up: the link was read to the end
+            // first, so nothing written may be missing then.
+            Event::Closed { clean: false } => here.closed_unclean |= !lost,
             Event::CloseTimedOut => {
                 assert_eq!(
                     here.connection.state(),
@@ -549,17 +558,17 @@ impl Pair {
                     continue;
                 }
                 let other = &self.peers[1 - side];
-                let closed_early = other.connection.state() == ConnectionState::Closed
-                    && peer.connection.state() != ConnectionState::Closed;
                 match sent.fate {
                     Fate::Delivered => {}
                     Fate::Unsent => assert!(
                         self.lost || peer.close_timed_out,
                         "tell {number} unsent, link not lost and no close timed out"
                     ),
-                    // Written completely, but the peer gave up its close and read no more.
+                    // Written completely, but the peer ended without a clean close and read
+                    // no more. A clean close on the peer's side means this side's `CLOSE`,
+                    // which follows every tell, arrived there.
                     Fate::Pending => assert!(
-                        closed_early || other.close_timed_out,
+                        other.closed_unclean,
                         "side {side}: tell {number} ({} bytes) neither arrived nor came back",
                         sent.len
                     ),
