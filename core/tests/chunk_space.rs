@@ -5,10 +5,9 @@
 mod common;
 
 use bytes::BytesMut;
-use common::payload;
+use common::{handshake_pair, payload, wire_of};
 use ringwire_core::{
-    BufferConfig, ConnectionConfig, Envelope, Hello, Incoming, Outgoing, ProtocolError, Receiver,
-    Route, Sender,
+    BufferConfig, ConnectionConfig, Envelope, Incoming, Outgoing, ProtocolError, Receiver, Route,
 };
 
 fn config() -> ConnectionConfig {
@@ -16,21 +15,6 @@ fn config() -> ConnectionConfig {
         .tell_buffer_config(BufferConfig::new(256 * 1024).unwrap())
         .build()
         .unwrap()
-}
-
-fn pair(config: &ConnectionConfig, crc32c: bool) -> (Sender, Receiver) {
-    let hello = Hello::new(config.receive_limits(), crc32c);
-    let agreed = hello.negotiate(&hello).unwrap();
-    (
-        Sender::from_handshake(config, &agreed),
-        Receiver::from_handshake(config, &agreed),
-    )
-}
-
-fn wire_of(sender: &mut Sender) -> Vec<u8> {
-    let mut wire = Vec::new();
-    while sender.transmit_into(&mut wire, usize::MAX) > 0 {}
-    wire
 }
 
 /// Reads `wire` the way an adapter does: straight into the chunk's space whenever the
@@ -74,7 +58,7 @@ fn a_stream_read_into_its_own_buffer_arrives_whole_with_and_without_trailers() {
     let config = config();
     for crc32c in [false, true] {
         for (direct, small) in [(usize::MAX, 64), (1000, 7), (1, 1), (65_536, 4096)] {
-            let (mut sender, mut receiver) = pair(&config, crc32c);
+            let (mut sender, mut receiver) = handshake_pair(&config, crc32c);
             let len = 5 * config.chunk_size() + 123;
             let sent = payload(len, 9);
             let route = sender
@@ -109,7 +93,7 @@ fn a_stream_read_into_its_own_buffer_arrives_whole_with_and_without_trailers() {
 #[test]
 fn no_space_is_offered_outside_chunk_data_or_while_input_is_waiting() {
     let config = config();
-    let (mut sender, mut receiver) = pair(&config, false);
+    let (mut sender, mut receiver) = handshake_pair(&config, false);
     sender
         .send(Outgoing::new(
             Envelope::tell(1),
@@ -150,7 +134,7 @@ fn no_space_is_offered_outside_chunk_data_or_while_input_is_waiting() {
 #[test]
 fn a_space_dropped_unfilled_or_part_filled_leaves_no_trace() {
     let config = config();
-    let (mut sender, mut receiver) = pair(&config, true);
+    let (mut sender, mut receiver) = handshake_pair(&config, true);
     let sent = payload(5 * config.chunk_size() + 1, 4);
     let route = sender
         .send(Outgoing::new(Envelope::tell(1), sent.clone()))
@@ -195,7 +179,7 @@ fn a_space_dropped_unfilled_or_part_filled_leaves_no_trace() {
 #[test]
 fn corruption_read_into_the_space_is_a_checksum_error() {
     let config = config();
-    let (mut sender, _) = pair(&config, true);
+    let (mut sender, _) = handshake_pair(&config, true);
     sender
         .send(Outgoing::new(
             Envelope::tell(1),
@@ -210,7 +194,7 @@ fn corruption_read_into_the_space_is_a_checksum_error() {
         + config.chunk_size() / 2;
     wire[at] ^= 1;
 
-    let (_, mut receiver) = pair(&config, true);
+    let (_, mut receiver) = handshake_pair(&config, true);
     let outcome = read_split(&mut receiver, &wire, usize::MAX, 64);
     assert!(
         matches!(

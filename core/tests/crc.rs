@@ -3,36 +3,16 @@
 mod common;
 
 use bytes::BytesMut;
-use common::{payload, pump};
+use common::{handshake_pair, payload, pump, wire_of};
 use ringwire_core::{
-    BufferConfig, CHUNK_HEADER_LEN, CRC_LEN, ConnectionConfig, Envelope, Hello, MESSAGE_HEADER_LEN,
-    Negotiated, Outgoing, ProtocolError, Receiver, Route, Sender,
+    BufferConfig, CHUNK_HEADER_LEN, CRC_LEN, ConnectionConfig, Envelope, MESSAGE_HEADER_LEN,
+    Outgoing, ProtocolError, Route, Sender,
 };
-
-fn agreed(config: &ConnectionConfig) -> Negotiated {
-    let hello = Hello::new(config.receive_limits(), true);
-    hello.negotiate(&hello).unwrap()
-}
-
-fn pair(config: &ConnectionConfig) -> (Sender, Receiver) {
-    let agreed = agreed(config);
-    assert!(agreed.crc32c);
-    (
-        Sender::from_handshake(config, &agreed),
-        Receiver::from_handshake(config, &agreed),
-    )
-}
-
-fn wire_of(sender: &mut Sender) -> Vec<u8> {
-    let mut wire = Vec::new();
-    while sender.transmit_into(&mut wire, usize::MAX) > 0 {}
-    wire
-}
 
 #[test]
 fn every_route_round_trips_with_trailers_in_small_pieces() {
     let config = ConnectionConfig::default();
-    let (mut sender, mut receiver) = pair(&config);
+    let (mut sender, mut receiver) = handshake_pair(&config, true);
     let sizes = [0, 1, 1000, 300 * 1024, 2 * 1024 * 1024 + 3];
     let sent: Vec<Outgoing> = sizes
         .iter()
@@ -64,7 +44,7 @@ fn every_route_round_trips_with_trailers_in_small_pieces() {
 #[test]
 fn trailers_add_four_bytes_to_each_frame() {
     let config = ConnectionConfig::default();
-    let (mut with_crc, _) = pair(&config);
+    let (mut with_crc, _) = handshake_pair(&config, true);
     let mut without = Sender::new(&config);
     let message = Outgoing::new(Envelope::tell(1), payload(100, 1));
     with_crc.send(message.clone()).unwrap();
@@ -80,7 +60,7 @@ fn trailers_add_four_bytes_to_each_frame() {
 #[test]
 fn a_flipped_payload_byte_in_a_ring_frame_is_a_checksum_error() {
     let config = ConnectionConfig::default();
-    let (mut sender, _) = pair(&config);
+    let (mut sender, _) = handshake_pair(&config, true);
     sender
         .send(Outgoing::new(Envelope::tell(1), payload(64, 2)))
         .unwrap();
@@ -88,7 +68,7 @@ fn a_flipped_payload_byte_in_a_ring_frame_is_a_checksum_error() {
     for at in MESSAGE_HEADER_LEN..wire.len() {
         let mut corrupt = wire.clone();
         corrupt[at] ^= 0x01;
-        let (_, mut receiver) = pair(&config);
+        let (_, mut receiver) = handshake_pair(&config, true);
         let result = receiver.decode(&mut BytesMut::from(&corrupt[..]));
         assert!(
             matches!(
@@ -106,7 +86,7 @@ fn a_flipped_byte_in_a_chunk_is_caught_before_the_message_is_handed_out() {
         .tell_buffer_config(BufferConfig::new(256 * 1024).unwrap())
         .build()
         .unwrap();
-    let (mut sender, _) = pair(&config);
+    let (mut sender, _) = handshake_pair(&config, true);
     let len = 4 * config.chunk_size() + 5;
     let route = sender
         .send(Outgoing::new(Envelope::tell(1), payload(len, 3)))
@@ -124,7 +104,7 @@ fn a_flipped_byte_in_a_chunk_is_caught_before_the_message_is_handed_out() {
     for at in targets {
         let mut corrupt = wire.clone();
         corrupt[at] ^= 0x80;
-        let (_, mut receiver) = pair(&config);
+        let (_, mut receiver) = handshake_pair(&config, true);
         let mut input = BytesMut::from(&corrupt[..]);
         // The whole input is there: one call either hands the message out or fails.
         let outcome = receiver.decode(&mut input);

@@ -5,7 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use ringwire_core::{
-    Envelope, Hello, Incoming, Negotiated, Outgoing, ReceiveLimits, Receiver, Sender,
+    ConnectionConfig, Envelope, Hello, Incoming, Negotiated, Outgoing, ReceiveLimits, Receiver,
+    Sender,
 };
 
 /// Moves every pending output byte from `sender` to `receiver`, `piece` bytes at a time, and
@@ -196,4 +197,21 @@ pub fn agreed(peer_limits: ReceiveLimits, crc32c: bool) -> Negotiated {
     let agreed = hello.negotiate(&hello).expect("usable limits");
     assert_eq!(agreed.crc32c, crc32c);
     agreed
+}
+
+/// A sender and a receiver built from what a handshake between two sides with `config` agrees,
+/// both asking for CRC32C trailers or neither.
+pub fn handshake_pair(config: &ConnectionConfig, crc32c: bool) -> (Sender, Receiver) {
+    let agreed = agreed(config.receive_limits(), crc32c);
+    (
+        Sender::from_handshake(config, &agreed),
+        Receiver::from_handshake(config, &agreed),
+    )
+}
+
+/// Every byte `sender` has to write, taken at once.
+pub fn wire_of(sender: &mut Sender) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while sender.transmit_into(&mut wire, usize::MAX) > 0 {}
+    wire
 }
