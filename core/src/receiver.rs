@@ -541,9 +541,10 @@ fn append_bounded(buf: &mut Vec<u8>, data: &[u8], total: u64) {
     buf.extend_from_slice(data);
 }
 
-/// Makes room for `additional` more bytes, growing fourfold but never past `total`. Growing
-/// by four rather than two copies a message a third of a time over while it grows, instead
-/// of once, for at most four times the bytes received.
+/// Makes room for `additional` more bytes, growing fourfold but never past `total`. Each
+/// reallocation copies what arrived so far: growing by four copies at most about 4/3 of a
+/// message over its growth where doubling copies up to twice it (5 MiB in 64 KiB chunks: 1.0
+/// times against 1.6), for at most four times the bytes received.
 fn reserve_bounded(buf: &mut Vec<u8>, additional: usize, total: u64) {
     let needed = buf.len() + additional;
     if needed > buf.capacity() {
