@@ -37,12 +37,15 @@ pub(crate) fn read_piece(
 ) -> usize {
     let take = piece.max(1).min(rest.len());
     let mut direct = 0;
-    if piece % 2 == 1 {
-        if let Some(mut space) = receiver.chunk_space(input, take) {
-            direct = space.len().min(take);
-            space[..direct].copy_from_slice(&rest[..direct]);
-            space.fill(direct);
-        }
+    let space = if piece % 2 == 1 {
+        receiver.chunk_space(input, take)
+    } else {
+        None
+    };
+    if let Some(mut space) = space {
+        direct = space.len().min(take);
+        space[..direct].copy_from_slice(&rest[..direct]);
+        space.fill(direct);
     }
     input.extend_from_slice(&rest[direct..take]);
     take
