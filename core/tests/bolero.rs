@@ -19,10 +19,7 @@ mod soup;
 use bolero::check;
 use bolero::generator::produce;
 use bytes::BytesMut;
-use ringwire_core::{
-    BufferConfig, ConnectionConfig, Inbound, Incoming, Outgoing, ProtocolError, ReceiveLimits,
-    Receiver, Route,
-};
+use ringwire_core::{Inbound, Incoming, Outgoing, ProtocolError, Receiver, Route};
 
 use checks::{check_error_is_final, check_gauges, check_size};
 use damage::{DamageKind, Traffic};
@@ -30,7 +27,6 @@ use reference::{FrameOutcome, Held, Outcome, reference_decode, reference_decode_
 use soup::FrameSoup;
 
 const KIB: usize = 1024;
-const MIB: u64 = 1024 * 1024;
 
 /// Input pieces for the harnesses: up to a few KiB.
 fn pieces_of(seed: u64) -> impl FnMut() -> usize {
@@ -111,46 +107,13 @@ fn feed_frames(mut receiver: Receiver, data: &[u8], piece: impl FnMut() -> usize
     FrameOutcome { items, held, error }
 }
 
-/// Receivers with limits small enough for random input to reach them: a message limit just
-/// above the largest ring frame, a message limit far below the ring, and (only without
-/// trailers, since a handshake builds its receiver from a configuration) a ring frame limit
-/// below the message limit, as a peer might announce.
+/// The small receivers of `checks` that expect trailers, or those that do not.
 fn small_receivers(crc32c: bool) -> Vec<Receiver> {
-    let near = ConnectionConfig::builder()
-        .max_message_size(MIB)
-        .reassembly_budget(2 * MIB)
-        .max_inbound_streams(4)
-        .build()
-        .unwrap();
-    let ring = BufferConfig::new(BufferConfig::MIN_RING_BUFFER_SIZE).unwrap();
-    let below = ConnectionConfig::builder()
-        .tell_buffer_config(ring)
-        .ask_buffer_config(ring)
-        .max_message_size(600)
-        .reassembly_budget(1000)
-        .max_inbound_streams(2)
-        .build()
-        .unwrap();
-    let frame_below = ReceiveLimits {
-        max_message_size: 2000,
-        max_frame_payload: 700,
-        max_inbound_streams: 3,
-        reassembly_budget: 3000,
-    };
-    if crc32c {
-        [near, below]
-            .iter()
-            .map(|config| {
-                Receiver::from_handshake(config, &common::agreed(config.receive_limits(), true))
-            })
-            .collect()
-    } else {
-        vec![
-            Receiver::new(&near),
-            Receiver::new(&below),
-            Receiver::with_limits(frame_below),
-        ]
-    }
+    (0..checks::SMALL_RECEIVERS)
+        .map(checks::small_receiver)
+        .filter(|(_, trailers)| *trailers == crc32c)
+        .map(|(receiver, _)| receiver)
+        .collect()
 }
 
 /// Arbitrary bytes, up to 4 KiB, split arbitrarily (the first byte picks the splits), to

@@ -5,7 +5,55 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bytes::BytesMut;
-use ringwire_core::{Incoming, ProtocolError, ReceiveLimits, Receiver, Route};
+use ringwire_core::{
+    BufferConfig, ConnectionConfig, Hello, Incoming, ProtocolError, ReceiveLimits, Receiver, Route,
+};
+
+const MIB: u64 = 1024 * 1024;
+
+/// How many receivers [`small_receiver`] builds.
+pub(crate) const SMALL_RECEIVERS: usize = 5;
+
+/// A receiver with limits small enough for random input to reach them, by `index` modulo
+/// [`SMALL_RECEIVERS`], and whether it expects CRC32C trailers: without trailers, a message
+/// limit just above the largest ring frame, one far below the ring, and a ring frame limit
+/// below the message limit, as a peer might announce; then the first two with trailers (a
+/// handshake builds its receiver from a configuration, so the third has no such twin).
+pub(crate) fn small_receiver(index: usize) -> (Receiver, bool) {
+    let near = ConnectionConfig::builder()
+        .max_message_size(MIB)
+        .reassembly_budget(2 * MIB)
+        .max_inbound_streams(4)
+        .build()
+        .expect("valid configuration");
+    let ring = BufferConfig::new(BufferConfig::MIN_RING_BUFFER_SIZE).expect("valid ring");
+    let below = ConnectionConfig::builder()
+        .tell_buffer_config(ring)
+        .ask_buffer_config(ring)
+        .max_message_size(600)
+        .reassembly_budget(1000)
+        .max_inbound_streams(2)
+        .build()
+        .expect("valid configuration");
+    let frame_below = ReceiveLimits {
+        max_message_size: 2000,
+        max_frame_payload: 700,
+        max_inbound_streams: 3,
+        reassembly_budget: 3000,
+    };
+    let with_trailers = |config: &ConnectionConfig| {
+        let hello = Hello::new(config.receive_limits(), true);
+        let agreed = hello.negotiate(&hello).expect("usable limits");
+        Receiver::from_handshake(config, &agreed)
+    };
+    match index % SMALL_RECEIVERS {
+        0 => (Receiver::new(&near), false),
+        1 => (Receiver::new(&below), false),
+        2 => (Receiver::with_limits(frame_below), false),
+        3 => (with_trailers(&near), true),
+        _ => (with_trailers(&below), true),
+    }
+}
 
 /// Sizes of successive pieces, drawn from `seed`: single bytes, a few bytes, up to `up_to`
 /// bytes, or all that is left.

@@ -10,51 +10,12 @@ use bytes::BytesMut;
 #[path = "../../../core/tests/checks/mod.rs"]
 mod checks;
 pub(crate) use checks::{check_error_is_final, check_gauges, check_size};
-use ringwire_core::{
-    BufferConfig, ConnectionConfig, Hello, Inbound, ProtocolError, ReceiveLimits, Receiver,
-};
+use ringwire_core::{Inbound, ProtocolError, Receiver};
 
-const MIB: u64 = 1024 * 1024;
-
-/// The receivers a target picks from with one byte of input: three without trailers (a
-/// message limit just above the largest ring frame, one far below the ring, and a ring frame
-/// limit below the message limit, as a peer might announce) and the first two with CRC32C
-/// trailers. Returns the receiver and whether it expects trailers.
+/// The receiver a target picks with one byte of input, and whether it expects trailers: one
+/// of the small receivers the bolero harnesses use too.
 pub(crate) fn small_receiver(pick: u8) -> (Receiver, bool) {
-    let near = ConnectionConfig::builder()
-        .max_message_size(MIB)
-        .reassembly_budget(2 * MIB)
-        .max_inbound_streams(4)
-        .build()
-        .expect("valid configuration");
-    let ring = BufferConfig::new(BufferConfig::MIN_RING_BUFFER_SIZE).expect("valid ring");
-    let below = ConnectionConfig::builder()
-        .tell_buffer_config(ring)
-        .ask_buffer_config(ring)
-        .max_message_size(600)
-        .reassembly_budget(1000)
-        .max_inbound_streams(2)
-        .build()
-        .expect("valid configuration");
-    let frame_below = ReceiveLimits {
-        max_message_size: 2000,
-        max_frame_payload: 700,
-        max_inbound_streams: 3,
-        reassembly_budget: 3000,
-    };
-    match pick % 5 {
-        0 => (Receiver::new(&near), false),
-        1 => (Receiver::new(&below), false),
-        2 => (Receiver::with_limits(frame_below), false),
-        3 => (Receiver::from_handshake(&near, &agreed(&near)), true),
-        _ => (Receiver::from_handshake(&below, &agreed(&below)), true),
-    }
-}
-
-/// What a handshake between two sides with `config` that both want trailers agrees.
-fn agreed(config: &ConnectionConfig) -> ringwire_core::Negotiated {
-    let hello = Hello::new(config.receive_limits(), true);
-    hello.negotiate(&hello).expect("usable limits")
+    checks::small_receiver(pick.into())
 }
 
 /// Sizes of successive pieces of input, drawn from `seed`: up to 4 KiB at a time.
