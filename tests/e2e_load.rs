@@ -67,10 +67,7 @@ async fn load_is_accounted_for_exactly<R: TestRuntime>() {
     );
     for (sender, messages) in &accepted {
         let expected: Vec<(u32, Kind)> = messages.iter().map(|m| (m.id.seq, m.kind)).collect();
-        let arrived = received
-            .by_sender
-            .get(sender)
-            .map_or(&[][..], Vec::as_slice);
+        let arrived = received.arrived_from(*sender);
         if arrived != expected {
             let at = arrived.iter().zip(&expected).position(|(a, e)| a != e);
             panic!(
@@ -252,10 +249,7 @@ async fn load_survives_a_cut<R: TestRuntime>() {
     let mut unsent_count = 0;
     for (sender, messages) in &accepted {
         let seqs: Vec<(u32, Kind)> = messages.iter().map(|m| (m.id.seq, m.kind)).collect();
-        let arrived = received
-            .by_sender
-            .get(sender)
-            .map_or(&[][..], Vec::as_slice);
+        let arrived = received.arrived_from(*sender);
         let mut back = unsent_by_sender.remove(sender).unwrap_or_default();
         back.sort_unstable_by_key(|&(seq, _)| seq);
         let (task, key) = sender;

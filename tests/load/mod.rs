@@ -340,10 +340,15 @@ impl Received {
         id
     }
 
+    /// What arrived from one task on one key, in arrival order.
+    pub(crate) fn arrived_from(&self, sender: (u32, u64)) -> &[(u32, Kind)] {
+        self.by_sender.get(&sender).map_or(&[], Vec::as_slice)
+    }
+
     pub(crate) fn has_arrived(&self, id: Id) -> bool {
-        self.by_sender
-            .get(&(id.task, id.key))
-            .is_some_and(|seen| seen.iter().any(|&(seq, _)| seq == id.seq))
+        self.arrived_from((id.task, id.key))
+            .iter()
+            .any(|&(seq, _)| seq == id.seq)
     }
 }
 
