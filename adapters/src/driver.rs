@@ -47,6 +47,15 @@ pub(crate) struct Driver<S, R> {
     shut_down: bool,
     /// The connection's close timeout, to say how long a close that timed out waited.
     close_timeout: Duration,
+    /// Events taken from the connection and not yet handed to the user; kept for its
+    /// allocation.
+    handoff: Vec<Handoff>,
+}
+
+/// What the driver hands over to the user's tasks once it has released the lock.
+enum Handoff {
+    Connected,
+    Deliver(Delivery),
 }
 
 impl<S, R> Driver<S, R>
@@ -71,6 +80,7 @@ where
             sleep: None,
             shut_down: false,
             close_timeout,
+            handoff: Vec::new(),
         }
     }
 
@@ -207,70 +217,80 @@ where
     }
 
     /// Hands the connection's events to the user. Returns whether the connection is closed.
+    ///
+    /// The events are taken under one lock; what goes to the user's tasks (deliveries, the
+    /// news that the handshake is done) is handed over after it is released, in order.
     fn dispatch(&mut self) -> bool {
         let mut closed = false;
-        loop {
+        let mut handoff = std::mem::take(&mut self.handoff);
+        {
             let mut state = self.shared.lock();
-            let Some(event) = state.conn.poll_event() else {
-                return closed;
-            };
-            match event {
-                Event::Connected(agreed) => {
-                    debug!(version = agreed.version, "connected");
-                    drop(state);
-                    self.shared.connected.notify(usize::MAX);
-                }
-                Event::Tell(message) => {
-                    drop(state);
-                    self.shared.deliver(Delivery::Tell(message));
-                }
-                Event::Ask(message) => {
-                    drop(state);
-                    let request = Request::new(message, self.shared.clone());
-                    self.shared.deliver(Delivery::Ask(request));
-                }
-                Event::Reply(message) => {
-                    let id = message.envelope.correlation_id;
-                    if let Some(waiter) = state.asks.remove(&id) {
-                        let _ = waiter.send(Ok(message));
+            while let Some(event) = state.conn.poll_event() {
+                match event {
+                    Event::Connected(agreed) => {
+                        debug!(version = agreed.version, "connected");
+                        handoff.push(Handoff::Connected);
                     }
-                }
-                Event::AskFailed {
-                    correlation_id,
-                    error,
-                } => {
-                    if let Some(waiter) = state.asks.remove(&correlation_id) {
-                        let _ = waiter.send(Err(error));
+                    Event::Tell(message) => handoff.push(Handoff::Deliver(Delivery::Tell(message))),
+                    Event::Ask(message) => {
+                        let request = Request::new(message, self.shared.clone());
+                        handoff.push(Handoff::Deliver(Delivery::Ask(request)));
                     }
-                }
-                Event::AskCancelled { correlation_id } => {
-                    debug!(correlation_id, "peer cancelled its ask");
-                }
-                Event::Unsent(messages) => {
-                    warn!(
-                        count = messages.len(),
-                        "connection lost with messages unsent"
-                    );
-                    state.unsent.extend(messages);
-                }
-                Event::CloseTimedOut => {
-                    warn!("the peer did not complete the close in time; giving up");
-                    if state.why.is_none() {
-                        state.why = Some(Why::CloseTimedOut(self.close_timeout));
+                    Event::Reply(message) => {
+                        let id = message.envelope.correlation_id;
+                        if let Some(waiter) = state.asks.remove(&id) {
+                            let _ = waiter.send(Ok(message));
+                        }
                     }
-                }
-                Event::Closed { clean } => {
-                    if state.why.is_none() {
-                        state.why = Some(if clean { Why::Closed } else { Why::Lost });
+                    Event::AskFailed {
+                        correlation_id,
+                        error,
+                    } => {
+                        if let Some(waiter) = state.asks.remove(&correlation_id) {
+                            let _ = waiter.send(Err(error));
+                        }
                     }
-                    for (_, waiter) in state.asks.drain() {
-                        let _ = waiter.send(Err(AskError::ConnectionLost));
+                    Event::AskCancelled { correlation_id } => {
+                        debug!(correlation_id, "peer cancelled its ask");
                     }
-                    closed = true;
+                    Event::Unsent(messages) => {
+                        warn!(
+                            count = messages.len(),
+                            "connection lost with messages unsent"
+                        );
+                        state.unsent.extend(messages);
+                    }
+                    Event::CloseTimedOut => {
+                        warn!("the peer did not complete the close in time; giving up");
+                        if state.why.is_none() {
+                            state.why = Some(Why::CloseTimedOut(self.close_timeout));
+                        }
+                    }
+                    Event::Closed { clean } => {
+                        if state.why.is_none() {
+                            state.why = Some(if clean { Why::Closed } else { Why::Lost });
+                        }
+                        for (_, waiter) in state.asks.drain() {
+                            let _ = waiter.send(Err(AskError::ConnectionLost));
+                        }
+                        closed = true;
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
+        // Outside the lock: a delivery the inbox no longer takes is dropped here, and an
+        // unanswered request takes the lock to refuse itself.
+        for item in handoff.drain(..) {
+            match item {
+                Handoff::Connected => {
+                    self.shared.connected.notify(usize::MAX);
+                }
+                Handoff::Deliver(delivery) => self.shared.deliver(delivery),
+            }
+        }
+        self.handoff = handoff;
+        closed
     }
 
     /// Marks the connection lost after a transport error.
