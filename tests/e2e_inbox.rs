@@ -1,16 +1,17 @@
 //! The inbox bound over real TCP on every runtime: a reader slower than its peer pauses reading
-//! and resumes it, and an inbox the application dropped does not stop the connection reading.
+//! and resumes it, and an inbox the application dropped, empty or full, does not stop the
+//! connection reading.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     KIB, MIB, Peer, TestRuntime, assert_same_bytes, close, pair, payload, recv_ask, recv_tell,
 };
 use ringwire::net::Options;
 
-common::on_every_runtime!(seconds: 30; slow_reader_resumes, dropped_inbox_keeps_reading);
+common::on_every_runtime!(seconds: 30; slow_reader_resumes, dropped_inbox_keeps_reading, full_inbox_dropped_resumes_reading);
 
 /// Bound on the client's inbox: well under what the server sends it.
 const INBOX_BYTES: usize = MIB;
@@ -74,6 +75,34 @@ async fn dropped_inbox_keeps_reading<R: TestRuntime>() {
             R::NAME,
             TELLS * TELL_LEN / KIB,
             INBOX_BYTES / KIB
+        )
+    });
+    assert_eq!(&reply.payload[..], b"pong");
+    drop(answering);
+}
+
+/// An inbox dropped while it holds more than its bound: what it held is discarded and the
+/// connection reads again, so the ask below, behind the rest of the tells, gets its reply.
+async fn full_inbox_dropped_resumes_reading<R: TestRuntime>() {
+    let (client, server) = pair::<R>(small_inbox(), Options::default()).await;
+    let answering = spawn_server::<R>(server);
+
+    // One 2 MiB tell in the inbox is past its 1 MiB bound: reading has paused.
+    let deadline = Instant::now() + ASK_TIMEOUT;
+    while client.conn.metrics().receive.stream_messages == 0 {
+        assert!(Instant::now() < deadline, "no tell arrived on {}", R::NAME);
+        R::default()
+            .sleep_until(Instant::now() + Duration::from_millis(5))
+            .await;
+    }
+    let Peer { conn, inbox } = client;
+    drop(inbox);
+
+    let reply = conn.ask(1, 0, &b"ping"[..], ASK_TIMEOUT).await;
+    let reply = reply.unwrap_or_else(|error| {
+        panic!(
+            "no reply on {} after dropping an inbox over its bound: {error}",
+            R::NAME
         )
     });
     assert_eq!(&reply.payload[..], b"pong");

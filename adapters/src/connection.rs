@@ -1,7 +1,6 @@
 //! The user's side: a cheap handle to send with, and an inbox to receive from.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -13,6 +12,8 @@ use ringwire_core::{
     AskError, Connection as Core, ConnectionConfig, ConnectionState, Incoming, Lane, Metrics,
     Outgoing, RefuseCode, Route, SendError,
 };
+
+use crate::inbox::InboxQueue;
 
 /// How an adapter connection is set up.
 #[derive(Clone, Debug)]
@@ -115,9 +116,8 @@ pub(crate) struct Shared {
     pub(crate) space: Notify,
     /// Notified when the handshake is done or failed.
     pub(crate) connected: Notify,
-    inbox: async_channel::Sender<Delivery>,
-    inbox_bytes: AtomicUsize,
-    inbox_bound: usize,
+    /// What arrived and waits for the [`Inbox`]'s reader.
+    pub(crate) inbox: InboxQueue,
 }
 
 #[derive(Debug)]
@@ -149,7 +149,6 @@ impl Drop for Users {
 impl Shared {
     /// The shared state, the first handle and the inbox.
     pub(crate) fn new(options: &Options) -> (Arc<Self>, Connection, Inbox) {
-        let (sender, receiver) = async_channel::unbounded();
         let shared = Arc::new(Self {
             state: Mutex::new(State {
                 conn: Core::new(options.config, options.crc32c),
@@ -160,9 +159,7 @@ impl Shared {
             }),
             space: Notify::new(),
             connected: Notify::new(),
-            inbox: sender,
-            inbox_bytes: AtomicUsize::new(0),
-            inbox_bound: options.inbox_bytes,
+            inbox: InboxQueue::new(options.inbox_bytes),
         });
         let users = Arc::new(Users {
             shared: shared.clone(),
@@ -172,7 +169,6 @@ impl Shared {
             _users: users.clone(),
         };
         let inbox = Inbox {
-            receiver,
             shared: shared.clone(),
             _users: users,
         };
@@ -191,22 +187,6 @@ impl Shared {
         if let Some(waker) = &state.driver_waker {
             waker.wake_by_ref();
         }
-    }
-
-    pub(crate) fn deliver(&self, delivery: Delivery) {
-        let len = delivery.payload_len();
-        self.inbox_bytes.fetch_add(len, Ordering::Relaxed);
-        // The channel is unbounded and lives as long as this `Shared`, so a send fails only
-        // when the user dropped the inbox: the delivery goes with it, and must not count
-        // against the bound, or reading would stop for replies too.
-        if self.inbox.try_send(delivery).is_err() {
-            self.inbox_bytes.fetch_sub(len, Ordering::Relaxed);
-            tracing::debug!(len, "inbox dropped; delivery discarded");
-        }
-    }
-
-    pub(crate) fn inbox_over_bound(&self) -> bool {
-        self.inbox_bytes.load(Ordering::Relaxed) > self.inbox_bound
     }
 
     /// The connection is over: wake everyone who waits on it.
@@ -492,7 +472,7 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    fn payload_len(&self) -> usize {
+    pub(crate) fn payload_len(&self) -> usize {
         match self {
             Self::Tell(message) => message.payload.len(),
             Self::Ask(request) => request.message.payload.len(),
@@ -568,9 +548,11 @@ impl Drop for Request {
 }
 
 /// Where messages from the peer arrive, in order per key.
+///
+/// Dropping it discards what is queued and whatever arrives later (unanswered requests are
+/// refused), so that reading goes on for replies.
 #[derive(Debug)]
 pub struct Inbox {
-    receiver: async_channel::Receiver<Delivery>,
     shared: Arc<Shared>,
     _users: Arc<Users>,
 }
@@ -582,15 +564,19 @@ impl Inbox {
     ///
     /// Cancel safe: a message is taken only when this returns it.
     pub async fn recv(&self) -> Option<Delivery> {
-        let delivery = self.receiver.recv().await.ok()?;
-        let before = self
-            .shared
-            .inbox_bytes
-            .fetch_sub(delivery.payload_len(), Ordering::Relaxed);
+        let (delivery, was_over_bound) = self.shared.inbox.pop().await?;
         // Reading paused above the bound; let the driver resume.
-        if before > self.shared.inbox_bound {
+        if was_over_bound {
             Shared::wake_driver(&self.shared.lock());
         }
         Some(delivery)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.shared.inbox.discard();
+        // Reading may have paused for what was queued.
+        Shared::wake_driver(&self.shared.lock());
     }
 }

@@ -47,15 +47,9 @@ pub(crate) struct Driver<S, R> {
     shut_down: bool,
     /// The connection's close timeout, to say how long a close that timed out waited.
     close_timeout: Duration,
-    /// Events taken from the connection and not yet handed to the user; kept for its
+    /// Deliveries taken from the connection and not yet handed to the inbox; kept for its
     /// allocation.
-    handoff: Vec<Handoff>,
-}
-
-/// What the driver hands over to the user's tasks once it has released the lock.
-enum Handoff {
-    Connected,
-    Deliver(Delivery),
+    deliveries: Vec<Delivery>,
 }
 
 impl<S, R> Driver<S, R>
@@ -80,7 +74,7 @@ where
             sleep: None,
             shut_down: false,
             close_timeout,
-            handoff: Vec::new(),
+            deliveries: Vec::new(),
         }
     }
 
@@ -154,7 +148,7 @@ where
     /// so that it stops near the next frame's header instead of taking most of the next
     /// chunk into the input buffer.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        if self.shared.inbox_over_bound() {
+        if self.shared.inbox.over_bound() {
             return Ok(false);
         }
         let mut guard = self.shared.lock();
@@ -218,23 +212,24 @@ where
 
     /// Hands the connection's events to the user. Returns whether the connection is closed.
     ///
-    /// The events are taken under one lock; what goes to the user's tasks (deliveries, the
-    /// news that the handshake is done) is handed over after it is released, in order.
+    /// The events are taken under one lock; what goes to the user's tasks (the news that the
+    /// handshake is done, then the deliveries, in one batch) is handed over after it is
+    /// released.
     fn dispatch(&mut self) -> bool {
         let mut closed = false;
-        let mut handoff = std::mem::take(&mut self.handoff);
+        let mut connected = false;
         {
             let mut state = self.shared.lock();
             while let Some(event) = state.conn.poll_event() {
                 match event {
                     Event::Connected(agreed) => {
                         debug!(version = agreed.version, "connected");
-                        handoff.push(Handoff::Connected);
+                        connected = true;
                     }
-                    Event::Tell(message) => handoff.push(Handoff::Deliver(Delivery::Tell(message))),
+                    Event::Tell(message) => self.deliveries.push(Delivery::Tell(message)),
                     Event::Ask(message) => {
                         let request = Request::new(message, self.shared.clone());
-                        handoff.push(Handoff::Deliver(Delivery::Ask(request)));
+                        self.deliveries.push(Delivery::Ask(request));
                     }
                     Event::Reply(message) => {
                         let id = message.envelope.correlation_id;
@@ -279,17 +274,12 @@ where
                 }
             }
         }
-        // Outside the lock: a delivery the inbox no longer takes is dropped here, and an
-        // unanswered request takes the lock to refuse itself.
-        for item in handoff.drain(..) {
-            match item {
-                Handoff::Connected => {
-                    self.shared.connected.notify(usize::MAX);
-                }
-                Handoff::Deliver(delivery) => self.shared.deliver(delivery),
-            }
+        // Outside the lock: a request the inbox no longer takes is dropped there, and takes
+        // the lock to refuse itself. The handshake completes before anything is delivered.
+        if connected {
+            self.shared.connected.notify(usize::MAX);
         }
-        self.handoff = handoff;
+        self.shared.inbox.push_all(&mut self.deliveries);
         closed
     }
 

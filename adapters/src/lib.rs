@@ -18,6 +18,7 @@
 
 mod connection;
 mod driver;
+mod inbox;
 mod runtime;
 
 /// `connect`, `accept` and `listen` of a runtime's layer: the same code in every runtime, over
