@@ -154,10 +154,13 @@ where
         let mut guard = self.shared.lock();
         let tail = &mut self.read_buf[..TAIL_SIZE];
         let direct = read_into_chunk(&mut guard.conn, &self.input, &mut self.io, tail, cx);
-        let (result, tail_read) = match direct {
+        let (mut guard, tail_read) = match direct {
             Some((result, tail_read)) => {
                 self.after_chunk = tail_read == 0;
-                (result, tail_read)
+                if bytes_read(result)?.is_none() {
+                    return Ok(false);
+                }
+                (guard, tail_read)
             }
             None => {
                 drop(guard);
@@ -167,28 +170,20 @@ where
                     READ_SIZE
                 };
                 let result = Pin::new(&mut self.io).poll_read(cx, &mut self.read_buf[..limit]);
-                guard = self.shared.lock();
                 self.after_chunk = false;
-                let read = match result {
-                    Poll::Ready(Ok(read)) => read,
-                    _ => 0,
+                let Some(read) = bytes_read(result)? else {
+                    return Ok(false);
                 };
-                (result, read)
+                // Locked again only when there is input for the connection.
+                (self.shared.lock(), read)
             }
         };
-        match result {
-            Poll::Ready(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
-            Poll::Ready(Ok(_)) => {
-                self.input.extend_from_slice(&self.read_buf[..tail_read]);
-                if let Err(error) = guard.conn.handle_input(&mut self.input, Instant::now()) {
-                    warn!(%error, "closing the connection");
-                    guard.why = Some(Why::Failed(error.to_string()));
-                }
-                Ok(true)
-            }
-            Poll::Ready(Err(error)) => Err(error),
-            Poll::Pending => Ok(false),
+        self.input.extend_from_slice(&self.read_buf[..tail_read]);
+        if let Err(error) = guard.conn.handle_input(&mut self.input, Instant::now()) {
+            warn!(%error, "closing the connection");
+            guard.why = Some(Why::Failed(error.to_string()));
         }
+        Ok(true)
     }
 
     /// Fires the connection's timer when due and arms the next one.
@@ -291,6 +286,17 @@ where
             state.why = Some(Why::Failed(error.to_string()));
         }
         state.conn.handle_connection_lost();
+    }
+}
+
+/// How many bytes a read took, or `None` while it waits. The end of the stream is an error:
+/// a connection ends with a `CLOSE`, not with the transport's end.
+fn bytes_read(result: Poll<io::Result<usize>>) -> io::Result<Option<usize>> {
+    match result {
+        Poll::Ready(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Poll::Ready(Ok(read)) => Ok(Some(read)),
+        Poll::Ready(Err(error)) => Err(error),
+        Poll::Pending => Ok(None),
     }
 }
 
