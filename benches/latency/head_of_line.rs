@@ -11,7 +11,7 @@
 //! time one chunk takes on the wire, which is what a small message may wait for behind it.
 //! Idle and busy phases alternate in rounds, each going first in every other round.
 //!
-//! The whole measurement runs in three setups, each on a new connection, so that what the
+//! The whole measurement runs in four setups, each on a new connection, so that what the
 //! kernel and the scheduler add can be told apart from what the connection itself does:
 //!
 //! 1. socket buffers as the kernel sizes them, and the inbox read by a task on the same
@@ -19,7 +19,10 @@
 //! 2. the client's `SO_SNDBUF` and the server's `SO_RCVBUF` set small, so that little of the
 //!    stream can wait in the kernel ahead of a small message;
 //! 3. small buffers, and the inbox read on a thread of its own (a current-thread runtime), so
-//!    that the reading task never waits for a busy worker of the drivers' runtime.
+//!    that the reading task never waits for a busy worker of the drivers' runtime;
+//! 4. socket buffers as the kernel sizes them, with `TCP_NOTSENT_LOWAT` on the client's
+//!    socket (`LOWAT`), so that little of the stream waits unsent in the client's kernel:
+//!    what is left is the server's receive buffer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +38,9 @@ use tokio::net::TcpSocket;
 
 use crate::stats::{self, Summary};
 use crate::{KIB, MIB, Result};
+
+/// `TCP_NOTSENT_LOWAT` of the client's socket in setup 4.
+const LOWAT: u32 = 16 * 1024;
 
 const KEY_SMALL: u64 = 1;
 const KEY_LARGE: u64 = 2;
@@ -78,20 +84,31 @@ pub(crate) fn run() -> Result<()> {
          phase (tells while a {} tell streams on key B)",
         stats::bytes(LARGE)
     );
-    let setups = [
+    let mut setups = vec![
         Setup {
             small_buffers: false,
             reader: Reader::SameRuntime,
+            lowat: None,
         },
         Setup {
             small_buffers: true,
             reader: Reader::SameRuntime,
+            lowat: None,
         },
         Setup {
             small_buffers: true,
             reader: Reader::OwnThread,
+            lowat: None,
         },
     ];
+    // `TCP_NOTSENT_LOWAT` is set through socket2, which offers it on Linux and Android.
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        setups.push(Setup {
+            small_buffers: false,
+            reader: Reader::SameRuntime,
+            lowat: Some(LOWAT),
+        });
+    }
     for (index, setup) in setups.into_iter().enumerate() {
         measure(&runtime, index + 1, setup)?;
     }
@@ -105,6 +122,8 @@ struct Setup {
     /// otherwise the kernel sizes them, growing them with the traffic.
     small_buffers: bool,
     reader: Reader,
+    /// `TCP_NOTSENT_LOWAT` of the client's socket.
+    lowat: Option<u32>,
 }
 
 /// Where the server's inbox is read.
@@ -131,13 +150,20 @@ impl Setup {
             Reader::SameRuntime => "inbox read by a task on the drivers' runtime",
             Reader::OwnThread => "inbox read on a thread of its own",
         };
-        format!("{buffers}; {reader}")
+        match self.lowat {
+            Some(lowat) => format!(
+                "{buffers}, client's TCP_NOTSENT_LOWAT {}; {reader}",
+                stats::bytes(lowat as usize)
+            ),
+            None => format!("{buffers}; {reader}"),
+        }
     }
 }
 
 /// Runs every round on a new connection set up as `setup` and prints the table.
 fn measure(runtime: &tokio::runtime::Runtime, number: usize, setup: Setup) -> Result<()> {
-    let (client, client_inbox, server_inbox) = runtime.block_on(connect(setup.small_buffers))?;
+    let (client, client_inbox, server_inbox) =
+        runtime.block_on(connect(setup.small_buffers, setup.lowat))?;
     let chunk = Options::default().config.chunk_size();
 
     let base = Instant::now();
@@ -244,7 +270,7 @@ fn report(
 
 /// A client and the server's end of one connection, with default options, and small socket
 /// buffers on the stream's way if `small_buffers`.
-async fn connect(small_buffers: bool) -> Result<(Connection, Inbox, Inbox)> {
+async fn connect(small_buffers: bool, lowat: Option<u32>) -> Result<(Connection, Inbox, Inbox)> {
     let socket = TcpSocket::new_v4()?;
     if small_buffers {
         // Before `listen`, so that the accepted socket inherits it.
@@ -262,10 +288,23 @@ async fn connect(small_buffers: bool) -> Result<(Connection, Inbox, Inbox)> {
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
+    if let Some(lowat) = lowat {
+        set_notsent_lowat(&stream, lowat)?;
+    }
     let (client, client_inbox) = ringwire::tokio::wrap(stream, Options::default()).await?;
     // The server's `Connection` handle may go: its inbox keeps the connection open.
     let (_server, server_inbox) = server.await??;
     Ok((client, client_inbox, server_inbox))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_notsent_lowat(stream: &tokio::net::TcpStream, lowat: u32) -> std::io::Result<()> {
+    socket2::SockRef::from(stream).set_tcp_notsent_lowat(lowat)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_notsent_lowat(_: &tokio::net::TcpStream, _: u32) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// Notes when each tell arrives, until the connection ends.
