@@ -19,7 +19,7 @@ pub use typed::{DecodeBuffer, Message, Typed, TypedError};
 pub mod net {
     pub use ringwire_adapters::{
         AskFailed, CloseError, ConnectError, Connection, Delivery, Inbox, Options, Request,
-        Runtime, Sleep, start,
+        Runtime, Sleep, SocketBuffers, start,
     };
 }
 

@@ -1,14 +1,21 @@
 //! Routing over real loopback TCP on every runtime: the streaming threshold follows the
-//! connection's buffers (scenario 4), the size ladder arrives whole (scenario 7), and on a
-//! 256 KiB connection every message from 300 KiB to 5 MiB streams (scenario 9).
+//! connection's buffers (scenario 4), the size ladder arrives whole (scenario 7), also through
+//! small socket buffers, and on a 256 KiB connection every message from 300 KiB to 5 MiB
+//! streams (scenario 9).
 
 mod common;
 
 use common::{KIB, MIB, TestRuntime, assert_same_bytes, close, options, pair, payload, recv_tell};
-use ringwire::net::Options;
+use ringwire::net::{Options, SocketBuffers};
 use ringwire::{Lane, Route};
 
-common::on_every_runtime!(seconds: 60; dynamic_threshold, size_ladder, large_messages_stream);
+common::on_every_runtime!(
+    seconds: 60;
+    dynamic_threshold,
+    size_ladder,
+    size_ladder_through_small_socket_buffers,
+    large_messages_stream
+);
 
 /// Scenario 4: 300 KiB streams on a 256 KiB connection and takes the ring on a 1 MiB one.
 async fn dynamic_threshold<R: TestRuntime>() {
@@ -40,8 +47,22 @@ async fn dynamic_threshold<R: TestRuntime>() {
 /// Scenario 7: 1 KiB to 5 MiB, sent back to back to one key on a default connection (1 MiB
 /// tell ring), all arrive whole and in order; those above the threshold stream.
 async fn size_ladder<R: TestRuntime>() {
+    ladder::<R>(Options::default()).await;
+}
+
+/// The ladder again, with 16 KiB asked for every socket buffer of both ends: connect and
+/// accept set them, and a 5 MiB stream goes through in pieces far smaller than its chunks.
+async fn size_ladder_through_small_socket_buffers<R: TestRuntime>() {
+    ladder::<R>(Options {
+        socket_buffers: SocketBuffers::both(16 * KIB),
+        ..Options::default()
+    })
+    .await;
+}
+
+async fn ladder<R: TestRuntime>(options: Options) {
     const LADDER_KIB: [usize; 9] = [1, 10, 100, 250, 300, 500, 1024, 2048, 5120];
-    let (client, server) = pair::<R>(Options::default(), Options::default()).await;
+    let (client, server) = pair::<R>(options.clone(), options).await;
     let threshold = client.conn.streaming_threshold(Lane::Tell);
     assert_eq!(threshold, MIB - KIB);
 

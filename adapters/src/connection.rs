@@ -27,6 +27,42 @@ pub struct Options {
     pub inbox_bytes: usize,
     /// How long to wait for the peer's handshake.
     pub handshake_timeout: Duration,
+    /// The kernel's buffer sizes for the TCP sockets that `connect` and `accept` make.
+    pub socket_buffers: SocketBuffers,
+}
+
+/// `SO_SNDBUF` and `SO_RCVBUF` for the TCP sockets that each runtime's `connect` and `accept`
+/// make; `wrap` leaves the caller's socket as it is. `None` keeps the kernel's size, which
+/// on Linux grows with the traffic to several MiB.
+///
+/// Large buffers give the best throughput. Small ones bound how much of a large message can
+/// wait in the kernel ahead of a small message sent after it: ringwire orders its own output
+/// so that a small message waits for at most about two stream chunks, but what the kernel has
+/// already taken goes first. The buffer that matters most is the receiving side's: a stream
+/// sent flat out piles up in the reader's receive buffer. docs/BENCHMARKS.md ("head-of-line")
+/// measures both. The kernel may round or double the sizes asked for (Linux doubles them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketBuffers {
+    /// `SO_SNDBUF`: bytes this side's kernel holds that are not yet acknowledged.
+    pub send: Option<usize>,
+    /// `SO_RCVBUF`: bytes this side's kernel holds that are not yet read.
+    pub recv: Option<usize>,
+}
+
+impl SocketBuffers {
+    /// The kernel's own sizes.
+    pub const KERNEL: Self = Self {
+        send: None,
+        recv: None,
+    };
+
+    /// Both buffers asked for at `size` bytes.
+    pub const fn both(size: usize) -> Self {
+        Self {
+            send: Some(size),
+            recv: Some(size),
+        }
+    }
 }
 
 impl Default for Options {
@@ -36,6 +72,7 @@ impl Default for Options {
             crc32c: false,
             inbox_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            socket_buffers: SocketBuffers::KERNEL,
         }
     }
 }

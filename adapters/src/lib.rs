@@ -26,7 +26,8 @@ mod runtime;
 #[cfg(any(feature = "tokio", feature = "async-std", feature = "smol"))]
 macro_rules! tcp_entry_points {
     () => {
-        /// Connects over TCP to `addr`, with `TCP_NODELAY`, and completes the handshake.
+        /// Connects over TCP to `addr`, with `TCP_NODELAY` and [`Options::socket_buffers`],
+        /// and completes the handshake.
         ///
         /// # Errors
         ///
@@ -37,11 +38,12 @@ macro_rules! tcp_entry_points {
         ) -> Result<(Connection, Inbox), ConnectError> {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
+            $crate::set_socket_buffers(&stream, options.socket_buffers)?;
             wrap(stream, options).await
         }
 
-        /// Accepts the next TCP connection on `listener`, sets `TCP_NODELAY`, and completes
-        /// the handshake.
+        /// Accepts the next TCP connection on `listener`, sets `TCP_NODELAY` and
+        /// [`Options::socket_buffers`], and completes the handshake.
         ///
         /// # Errors
         ///
@@ -52,6 +54,7 @@ macro_rules! tcp_entry_points {
         ) -> Result<(Connection, Inbox), ConnectError> {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
+            $crate::set_socket_buffers(&stream, options.socket_buffers)?;
             wrap(stream, options).await
         }
 
@@ -80,8 +83,25 @@ use futures_util::future::{self, Either};
 
 pub use connection::{
     AskFailed, CloseError, ConnectError, Connection, Delivery, Inbox, Options, Request,
+    SocketBuffers,
 };
 pub use runtime::{Runtime, Sleep};
+
+/// Asks the kernel for the socket buffer sizes in `buffers`, on the socket behind `stream`.
+#[cfg(any(feature = "tokio", feature = "async-std", feature = "smol"))]
+fn set_socket_buffers<'s, S>(stream: &'s S, buffers: SocketBuffers) -> std::io::Result<()>
+where
+    socket2::SockRef<'s>: From<&'s S>,
+{
+    let socket = socket2::SockRef::from(stream);
+    if let Some(size) = buffers.send {
+        socket.set_send_buffer_size(size)?;
+    }
+    if let Some(size) = buffers.recv {
+        socket.set_recv_buffer_size(size)?;
+    }
+    Ok(())
+}
 
 /// Starts a connection over `stream` on `runtime`: spawns its driver, and returns once the
 /// handshake is done.
@@ -120,5 +140,45 @@ where
             connection.abort();
             Err(error)
         }
+    }
+}
+
+#[cfg(all(test, any(feature = "tokio", feature = "async-std", feature = "smol")))]
+mod tests {
+    use super::{SocketBuffers, set_socket_buffers};
+
+    /// Each size is asked of the kernel, and only the sizes given.
+    #[test]
+    fn socket_buffers_are_asked_of_the_kernel() -> std::io::Result<()> {
+        // Kernels round or double what is asked (Linux doubles it), never halve it.
+        fn asked_for(reported: usize, asked: usize) -> bool {
+            (asked..=2 * asked).contains(&reported)
+        }
+        const ASKED: usize = 48 * 1024;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let stream = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let socket = socket2::SockRef::from(&stream);
+        let before = (socket.send_buffer_size()?, socket.recv_buffer_size()?);
+
+        set_socket_buffers(&stream, SocketBuffers::KERNEL)?;
+        assert_eq!(
+            (socket.send_buffer_size()?, socket.recv_buffer_size()?),
+            before
+        );
+
+        let send_only = SocketBuffers {
+            send: Some(ASKED),
+            recv: None,
+        };
+        set_socket_buffers(&stream, send_only)?;
+        let send = socket.send_buffer_size()?;
+        assert!(asked_for(send, ASKED), "SO_SNDBUF {send} for {ASKED}");
+        assert_eq!(socket.recv_buffer_size()?, before.1, "SO_RCVBUF untouched");
+
+        set_socket_buffers(&stream, SocketBuffers::both(ASKED))?;
+        let recv = socket.recv_buffer_size()?;
+        assert!(asked_for(recv, ASKED), "SO_RCVBUF {recv} for {ASKED}");
+        Ok(())
     }
 }
