@@ -32,9 +32,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringwire::net::{Connection, Delivery, Inbox, Options};
+use ringwire::net::{Connection, Delivery, Inbox, Options, SocketBuffers};
 use ringwire::{Incoming, Route};
-use tokio::net::TcpSocket;
 
 use crate::stats::{self, Summary};
 use crate::{KIB, MIB, Result};
@@ -269,29 +268,42 @@ fn report(
 }
 
 /// A client and the server's end of one connection, with default options, and small socket
-/// buffers on the stream's way if `small_buffers`.
+/// buffers on the stream's way if `small_buffers`: the client's send buffer and the server's
+/// receive buffer, set through `Options::socket_buffers`.
 async fn connect(small_buffers: bool, lowat: Option<u32>) -> Result<(Connection, Inbox, Inbox)> {
-    let socket = TcpSocket::new_v4()?;
-    if small_buffers {
-        // Before `listen`, so that the accepted socket inherits it.
-        socket.set_recv_buffer_size(SMALL_SOCKET_BUFFER as u32)?;
-    }
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let listener = socket.listen(1)?;
+    let with_buffers = |socket_buffers| Options {
+        socket_buffers,
+        ..Options::default()
+    };
+    let (client_options, server_options) = if small_buffers {
+        (
+            with_buffers(SocketBuffers {
+                send: Some(SMALL_SOCKET_BUFFER),
+                recv: None,
+            }),
+            with_buffers(SocketBuffers {
+                send: None,
+                recv: Some(SMALL_SOCKET_BUFFER),
+            }),
+        )
+    } else {
+        (Options::default(), Options::default())
+    };
+    let listener = ringwire::tokio::listen(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let server =
-        tokio::spawn(async move { ringwire::tokio::accept(&listener, Options::default()).await });
+        tokio::spawn(async move { ringwire::tokio::accept(&listener, server_options).await });
 
-    let socket = TcpSocket::new_v4()?;
-    if small_buffers {
-        socket.set_send_buffer_size(SMALL_SOCKET_BUFFER as u32)?;
-    }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    if let Some(lowat) = lowat {
-        set_notsent_lowat(&stream, lowat)?;
-    }
-    let (client, client_inbox) = ringwire::tokio::wrap(stream, Options::default()).await?;
+    let (client, client_inbox) = match lowat {
+        None => ringwire::tokio::connect(addr, client_options).await?,
+        Some(lowat) => {
+            // `connect` sets no `TCP_NOTSENT_LOWAT`: the socket is made here and wrapped.
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            set_notsent_lowat(&stream, lowat)?;
+            ringwire::tokio::wrap(stream, client_options).await?
+        }
+    };
     // The server's `Connection` handle may go: its inbox keeps the connection open.
     let (_server, server_inbox) = server.await??;
     Ok((client, client_inbox, server_inbox))
