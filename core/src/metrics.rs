@@ -1,6 +1,6 @@
 //! Counters, read as plain snapshots.
 
-/// What a [`Sender`](crate::Sender) has done. Counters only grow.
+/// What a [`Sender`](crate::Sender) has done. Counters only grow; the one gauge says so.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct SendMetrics {
@@ -25,6 +25,12 @@ pub struct SendMetrics {
     pub streaming_bytes: u64,
     /// Largest payload accepted.
     pub largest_message: u64,
+    /// Payload bytes of streamed messages accepted and not yet completely written, given up
+    /// or handed back (a gauge, not a counter). The sender keeps each such payload whole
+    /// until its last byte is written, so that it can be handed back if the connection is
+    /// lost: this is what streams hold of the caller's memory, the part already written
+    /// included. Ring messages are copied and not counted here.
+    pub stream_bytes_held: u64,
 }
 
 /// What a [`Receiver`](crate::Receiver) has done.

@@ -343,7 +343,10 @@ fn cancel_while_the_ask_itself_streams_aborts_it() {
         p.server.conn.metrics().receive.reassembly_bytes_in_use > 0
             && p.to_server.delivered() > MIB as u64
     });
+    let held = pair.client.conn.metrics().send.stream_bytes_held;
+    assert_eq!(held, 5 * MIB as u64, "the ask's payload is held whole");
     assert!(pair.client.conn.cancel_ask(id));
+    assert_eq!(pair.client.conn.metrics().send.stream_bytes_held, 0);
     pair.drive();
 
     let server = pair.server.conn.metrics().receive;

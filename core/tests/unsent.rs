@@ -155,6 +155,8 @@ struct Cut {
     sender: Sender,
     /// Every message offered, by type hash; `None` if the sender refused it.
     offered: Vec<Option<Outgoing>>,
+    /// Whether each message offered was accepted as a stream.
+    streamed: Vec<bool>,
     delivered: Vec<Incoming>,
     written: usize,
 }
@@ -184,6 +186,7 @@ impl Exchange {
         let mut link = Cut {
             sender,
             offered: Vec::new(),
+            streamed: Vec::new(),
             delivered: Vec::new(),
             written: 0,
         };
@@ -214,12 +217,16 @@ impl Exchange {
                     let mut offer = original.clone();
                     let accepted = loop {
                         match link.sender.send(offer) {
-                            Ok(_) => break true,
+                            Ok(route) => {
+                                link.streamed.push(route == Route::Stream);
+                                break true;
+                            }
                             Err(SendError::Full { message }) => {
                                 prop_assert!(message == original, "a refusal changed the message");
                                 // Once the connection is cut, a full sender stays full.
                                 if write(&mut link, 64 * KIB)? == 0 {
                                     prop_assert!(link.written == cut, "full, nothing to write");
+                                    link.streamed.push(false);
                                     break false;
                                 }
                                 offer = message;
@@ -244,7 +251,13 @@ impl Exchange {
     /// unless `then` is [`AfterReset::Nothing`], that it starts afresh on a new connection.
     fn check(&self, cut: usize, then: AfterReset) -> Result<(), TestCaseError> {
         let mut link = self.run(cut)?;
+        check_held(&link)?;
         let unsent = link.sender.take_unsent();
+        prop_assert_eq!(
+            link.sender.metrics().stream_bytes_held,
+            0,
+            "held after take_unsent"
+        );
         account(&link, &unsent)?;
         check_empty(&mut link.sender)?;
         if then == AfterReset::Nothing {
@@ -258,8 +271,36 @@ impl Exchange {
     fn whole_len(&self) -> Result<usize, TestCaseError> {
         let link = self.run(usize::MAX)?;
         prop_assert!(!link.sender.has_output(), "the sender kept output back");
+        check_held(&link)?;
         Ok(link.written)
     }
+}
+
+/// The sender's gauge of stream payloads held counts exactly the streamed messages not yet
+/// delivered: the receiver decodes everything written, and a stream's payload is let go when
+/// its last byte is written.
+fn check_held(link: &Cut) -> Result<(), TestCaseError> {
+    let delivered: Vec<u32> = link
+        .delivered
+        .iter()
+        .map(|m| m.envelope.type_hash)
+        .collect();
+    let expected: u64 = link
+        .offered
+        .iter()
+        .zip(&link.streamed)
+        .enumerate()
+        .filter(|&(index, (_, &streamed))| streamed && !delivered.contains(&(index as u32)))
+        .filter_map(|(_, (message, _))| message.as_ref())
+        .map(|message| message.payload.len() as u64)
+        .sum();
+    prop_assert_eq!(
+        link.sender.metrics().stream_bytes_held,
+        expected,
+        "stream payload bytes held, {} bytes written",
+        link.written
+    );
+    Ok(())
 }
 
 /// Every accepted message is delivered, whole and unchanged, or handed back unchanged; never

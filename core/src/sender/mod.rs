@@ -200,6 +200,7 @@ impl Sender {
             return Err(SendError::Full { message });
         }
         self.streams.push(message, self.ring.pushed_total);
+        self.metrics.stream_bytes_held += size as u64;
         match reason {
             StreamReason::RingFull => self.metrics.streaming_fallbacks += 1,
             StreamReason::OrderedBehindStream => self.metrics.ordered_behind_stream += 1,
@@ -290,14 +291,22 @@ impl Sender {
                 Segment::End(_) => (0, true),
             };
             if done {
-                self.plan.pop_front();
+                self.pop_segment();
             }
             self.plan_bytes -= taken;
             written -= taken;
         }
         // A stream whose last byte is now written is complete.
         while let Some(Segment::End(_)) = self.plan.front() {
-            self.plan.pop_front();
+            self.pop_segment();
+        }
+    }
+
+    /// Drops the first planned segment, which is written; the end of a stream lets go of
+    /// its payload.
+    fn pop_segment(&mut self) {
+        if let Some(Segment::End(message)) = self.plan.pop_front() {
+            self.metrics.stream_bytes_held -= message.payload.len() as u64;
         }
     }
 
@@ -309,6 +318,7 @@ impl Sender {
             return false;
         };
         if let Some(stream) = self.streams.remove(index) {
+            self.metrics.stream_bytes_held -= stream.total_len;
             if let Some(stream_id) = stream.id {
                 // Ahead of any later stream-begin: the peer must free this stream's
                 // reservation before it counts a new one.
@@ -341,6 +351,7 @@ impl Sender {
         }
         unsent.extend(self.streams.take_all());
         self.plan_bytes = 0;
+        self.metrics.stream_bytes_held = 0;
         self.controls.clear();
         unsent
     }
