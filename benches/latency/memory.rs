@@ -78,6 +78,8 @@ struct Sample {
     at: Duration,
     heap: usize,
     in_hand: usize,
+    /// The connection's own gauge of stream payloads it holds (`stream_bytes_held`).
+    held: u64,
 }
 
 /// What was read during the load.
@@ -101,6 +103,15 @@ impl Readings {
         self.samples
             .iter()
             .map(|sample| sample.heap.saturating_sub(self.before + sample.in_hand))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The largest sampled reading of the connection's gauge of stream payloads held.
+    fn gauge_peak(&self) -> u64 {
+        self.samples
+            .iter()
+            .map(|sample| sample.held)
             .max()
             .unwrap_or(0)
     }
@@ -225,6 +236,7 @@ fn load(runtime: &tokio::runtime::Runtime, connection: &Connection) -> Result<Re
     let sampler = {
         let in_hand = in_hand.clone();
         let sampling = sampling.clone();
+        let connection = connection.clone();
         thread::spawn(move || {
             let start = Instant::now();
             while sampling.load(Ordering::Acquire) && samples.len() < samples.capacity() {
@@ -232,6 +244,7 @@ fn load(runtime: &tokio::runtime::Runtime, connection: &Connection) -> Result<Re
                     at: start.elapsed(),
                     heap: HEAP.allocated(),
                     in_hand: in_hand.load(Ordering::Relaxed),
+                    held: connection.metrics().send.stream_bytes_held,
                 });
                 thread::sleep(SAMPLE_EVERY);
             }
@@ -312,6 +325,12 @@ fn print_heap(readings: &Readings, after_loss: usize, unsent_count: usize, unsen
     );
     println!(
         "{:<52} {:>12}  {:>12}",
+        "peak of the connection's gauge (stream_bytes_held)",
+        "",
+        stats::bytes(readings.gauge_peak() as usize)
+    );
+    println!(
+        "{:<52} {:>12}  {:>12}",
         "at the end of the load",
         stats::bytes(readings.at_end),
         above(readings.at_end)
@@ -357,6 +376,10 @@ fn print_bound(readings: &Readings, bound: &Bound) {
         "connection's peak within its bound: {}",
         stats::verdict(readings.held_peak() <= bound.connection())
     );
+    println!(
+        "connection's gauge of stream payloads within the same bound: {}",
+        stats::verdict(readings.gauge_peak() <= bound.connection() as u64)
+    );
     if let Some(peak) = readings.peak() {
         let growth = peak.saturating_sub(readings.before);
         println!(
@@ -368,14 +391,18 @@ fn print_bound(readings: &Readings, bound: &Bound) {
 
 /// Prints the heap above `before` at evenly spaced samples.
 fn print_time_line(samples: &[Sample], before: usize) {
-    println!("{:>8} {:>14} {:>14}", "time", "heap - before", "in hand");
+    println!(
+        "{:>8} {:>14} {:>14} {:>14}",
+        "time", "heap - before", "in hand", "streams held"
+    );
     let step = (samples.len() / TIME_LINE_POINTS).max(1);
     for sample in samples.iter().step_by(step) {
         println!(
-            "{:>6}ms {:>14} {:>14}",
+            "{:>6}ms {:>14} {:>14} {:>14}",
             sample.at.as_millis(),
             stats::bytes(sample.heap.saturating_sub(before)),
-            stats::bytes(sample.in_hand)
+            stats::bytes(sample.in_hand),
+            stats::bytes(sample.held as usize)
         );
     }
 }
