@@ -32,8 +32,8 @@ pub struct Options {
 }
 
 /// `SO_SNDBUF` and `SO_RCVBUF` for the TCP sockets that each runtime's `connect` and `accept`
-/// make; `wrap` leaves the caller's socket as it is. `None` keeps the kernel's size, which
-/// on Linux grows with the traffic to several MiB.
+/// make; `wrap` leaves the caller's socket as it is. `None`, the default, keeps the kernel's
+/// size, which on Linux grows with the traffic to several MiB.
 ///
 /// Large buffers give the best throughput. Small ones bound how much of a large message can
 /// wait in the kernel ahead of a small message sent after it: ringwire orders its own output
@@ -50,12 +50,6 @@ pub struct SocketBuffers {
 }
 
 impl SocketBuffers {
-    /// The kernel's own sizes.
-    pub const KERNEL: Self = Self {
-        send: None,
-        recv: None,
-    };
-
     /// Both buffers asked for at `size` bytes.
     pub const fn both(size: usize) -> Self {
         Self {
@@ -72,7 +66,7 @@ impl Default for Options {
             crc32c: false,
             inbox_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
-            socket_buffers: SocketBuffers::KERNEL,
+            socket_buffers: SocketBuffers::default(),
         }
     }
 }

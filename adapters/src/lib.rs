@@ -161,7 +161,7 @@ mod tests {
         let socket = socket2::SockRef::from(&stream);
         let before = (socket.send_buffer_size()?, socket.recv_buffer_size()?);
 
-        set_socket_buffers(&stream, SocketBuffers::KERNEL)?;
+        set_socket_buffers(&stream, SocketBuffers::default())?;
         assert_eq!(
             (socket.send_buffer_size()?, socket.recv_buffer_size()?),
             before

@@ -280,18 +280,15 @@ impl Exchange {
 /// delivered: the receiver decodes everything written, and a stream's payload is let go when
 /// its last byte is written.
 fn check_held(link: &Cut) -> Result<(), TestCaseError> {
-    let delivered: Vec<u32> = link
-        .delivered
-        .iter()
-        .map(|m| m.envelope.type_hash)
-        .collect();
+    let delivered = link.delivered.iter().map(|m| (&m.envelope, &m.payload));
+    let delivered = tally(&link.offered, delivered, "delivered")?;
     let expected: u64 = link
         .offered
         .iter()
         .zip(&link.streamed)
-        .enumerate()
-        .filter(|&(index, (_, &streamed))| streamed && !delivered.contains(&(index as u32)))
-        .filter_map(|(_, (message, _))| message.as_ref())
+        .zip(delivered)
+        .filter(|&((_, &streamed), delivered)| streamed && !delivered)
+        .filter_map(|((message, _), _)| message.as_ref())
         .map(|message| message.payload.len() as u64)
         .sum();
     prop_assert_eq!(
